@@ -1,0 +1,96 @@
+"""Foundation benchmarks (issue 2), written to results/foundation.json with provenance.
+
+1. batched views vs a per-image torchvision loop (same batch, same augmentations), 1- and 3-channel images;
+2. the Rotation-Pred training step vs a plain supervised step of the same backbone on the same images
+   (views per second through the same fastai loop);
+3. peak memory of cpu-tier training with the cpu-tier backbone (width 32) and with torchvision's full-width
+   ResNet-18, batch 256 images (1024 rotated views), each in a fresh process.
+
+Usage: python scripts/bench_foundation.py [--quick]
+"""
+import argparse, json, subprocess, sys, time
+from pathlib import Path
+import torch, torch.nn.functional as F
+from torch import nn
+
+from ssl_learn.core import atomic_save, provenance, set_seed, get_tier
+from ssl_learn.data import load_fmnist
+from ssl_learn.augment import bench_views, view_preset
+from ssl_learn.learner import ssl_learner, MethodCallback, make_backbone
+from ssl_learn.models import LinearHead
+
+ap = argparse.ArgumentParser(); ap.add_argument('--quick', action='store_true'); ap.add_argument('--out', default='results/foundation.json')
+args = ap.parse_args()
+res = dict(provenance(), benchmarks={})
+trn = load_fmnist('train')
+
+# 1. views
+n = 256 if args.quick else 1024
+for ch in (1, 3):
+    x = trn.x[:n] if ch == 1 else trn.x[:n].expand(-1, 3, -1, -1).contiguous()
+    r = bench_views(x, 28, reps=3)
+    res['benchmarks'][f'views_{ch}ch'] = r
+    print(f"views, {ch} channel(s), {n} images: per-image loop {r['loop_img_s']:.0f} img/s, batched {r['batched_img_s']:.0f} img/s, speed-up {r['speedup']:.1f}x")
+
+# 2. Rotation-Pred step vs supervised step
+class SupervisedCB(MethodCallback):
+    "Plain supervised step: the same crop+flip views, class labels as targets."
+    def __init__(self, views, y): super().__init__(views); self.y = y
+    def make_views(self, x, idx): return (self.views(x),), (self.y[idx.cpu()].to(x.device),)
+
+class Supervised(nn.Module):
+    def __init__(self, backbone, n): super().__init__(); self.backbone, self.head = backbone, LinearHead(backbone.out_dim, n)
+    def forward(self, x): return self.head(self.backbone(x))
+    def loss(self, p, y): return F.cross_entropy(p, y)
+
+def views_per_s(learn, epochs):
+    learn.fit(epochs, 0.01)
+    cb = learn.method_cb
+    return cb.n_views, learn.recorder.values
+
+tier = get_tier('cpu')
+n_img = 1024 if args.quick else 4096
+data = trn.subset(n_img * 4, balanced=False)
+sub = data.subset(n_img, balanced=False)
+set_seed(0)
+rot = ssl_learner(sub, 'rotation', 'cpu', device='cpu')
+rot.remove_cbs([c for c in rot.cbs if type(c).__name__ in ('ProgressCallback',)])
+t = time.time(); rot.fit(1, 0.01); t_rot = time.time() - t; v_rot = rot.method_cb.n_views
+set_seed(0)
+bb = make_backbone(tier, data)
+from fastai.learner import Learner
+from fastai.optimizer import SGD
+from functools import partial
+from ssl_learn.data import ssl_dls
+sup_m = Supervised(bb, 10).to(memory_format=torch.channels_last)
+sup = Learner(ssl_dls(data, None, bs=tier.bs, device='cpu'), sup_m, loss_func=sup_m.loss, opt_func=partial(SGD, mom=0.9),
+              cbs=[SupervisedCB(view_preset('basic', 28), data.y)])
+sup.method_cb = sup.cbs[-1]
+sup.remove_cbs([c for c in sup.cbs if type(c).__name__ in ('ProgressCallback',)])
+t = time.time(); sup.fit(1, 0.01); t_sup = time.time() - t; v_sup = sup.method_cb.n_views
+r = dict(rotation_views_per_s=v_rot / t_rot, supervised_images_per_s=v_sup / t_sup, ratio=(v_rot / t_rot) / (v_sup / t_sup),
+         rotation_views=v_rot, supervised_images=v_sup, bs_images=tier.bs, backbone=bb.config,
+         note='wall time of learn.fit(1) each, including the validation pass on 2 batches')
+res['benchmarks']['step_overhead'] = r
+print(f"Rotation-Pred {r['rotation_views_per_s']:.0f} views/s vs supervised {r['supervised_images_per_s']:.0f} images/s: ratio {r['ratio']:.2f}")
+
+# 3. peak memory, fresh processes
+code = r'''
+import sys, torch, resource
+from ssl_learn.core import set_seed
+from ssl_learn.data import load_fmnist
+from ssl_learn.learner import ssl_learner
+w = int(sys.argv[1]); set_seed(0)
+d = load_fmnist('train').subset(256*6, balanced=False)
+l = ssl_learner(d, 'rotation', 'cpu', device='cpu', width=w)
+l.remove_cbs([c for c in l.cbs if type(c).__name__ == 'ProgressCallback'])
+l.fit(1, 0.01)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+'''
+for w in (32, 64):
+    out = subprocess.run([sys.executable, '-c', code, str(w)], capture_output=True, text=True, timeout=1200)
+    mb = float(out.stdout.strip().splitlines()[-1])
+    res['benchmarks'][f'peak_memory_width{w}'] = dict(width=w, bs_images=256, views_per_step=1024, peak_rss_mb=mb)
+    print(f"peak memory, ResNet-18 width {w}, batch 256 images (1024 views): {mb:.0f} MB")
+
+atomic_save(res, args.out); print(f"wrote {args.out}")

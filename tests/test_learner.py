@@ -1,0 +1,94 @@
+"The learner: exact resume from a checkpoint, checkpoint loading rules, backbone files."
+import json
+from pathlib import Path
+import pytest, torch
+from fastai.callback.core import Callback, CancelFitException
+from ssl_learn.core import set_seed, get_tier
+from ssl_learn.data import load_fmnist
+from ssl_learn.learner import ssl_learner, load_checkpoint, train
+from ssl_learn.models import load_backbone, save_backbone, resnet18
+
+@pytest.fixture(scope='module')
+def small():
+    return load_fmnist('train').subset(256, balanced=False)
+
+class StopAfter(Callback):
+    "Simulate an interruption right after epoch `n` has been checkpointed."
+    order = 100
+    def __init__(self, n): self.n = n
+    def after_epoch(self):
+        if self.epoch == self.n: raise CancelFitException()
+
+def _learner(data, path):
+    set_seed(0)
+    return ssl_learner(data, 'rotation', 'test', path=path, bs=64, width=8, device='cpu')
+
+def test_resume_gives_the_same_next_steps(small, tmp_path):
+    # uninterrupted: 3 epochs
+    a = _learner(small, tmp_path/'a'); a.fit_one_cycle(3, 0.05)
+    # interrupted after epoch 1 (the 2nd), then a new learner in a changed RNG state resumes
+    b = _learner(small, tmp_path/'b'); b.fit_one_cycle(3, 0.05, cbs=StopAfter(1))
+    torch.rand(100)   # anything may happen in between
+    c = _learner(small, tmp_path/'b')
+    start = load_checkpoint(c, tmp_path/'b'/'last.pth')
+    assert start == 2
+    c.fit_one_cycle(3, 0.05, start_epoch=start)
+    sa, sc = a.model.state_dict(), c.model.state_dict()
+    assert sa.keys() == sc.keys()
+    for k in sa: assert torch.equal(sa[k], sc[k]), k
+    ha = json.loads((tmp_path/'a'/'log.json').read_text())['history']
+    hc = json.loads((tmp_path/'b'/'log.json').read_text())['history']
+    assert [h['epoch'] for h in hc] == [0, 1, 2]
+    assert [h['train_loss'] for h in ha] == [h['train_loss'] for h in hc]
+    # the resumed run finished all three epochs in its checkpoint
+    st = torch.load(tmp_path/'b'/'last.pth', weights_only=True)
+    assert st['epoch'] == 3
+
+def test_checkpoint_loads_weights_only(small, tmp_path):
+    a = _learner(small, tmp_path); a.fit_one_cycle(1, 0.05)
+    st = torch.load(tmp_path/'last.pth', weights_only=True)   # raises if anything but tensors/containers is inside
+    assert {'model', 'opt', 'epoch', 'rng', 'history'} <= set(st)
+
+def test_load_checkpoint_rejects_other_files(small, tmp_path):
+    a = _learner(small, tmp_path)
+    p = tmp_path/'x.pth'; torch.save({'weights': torch.ones(1)}, p)
+    with pytest.raises(ValueError, match='not a training checkpoint'): load_checkpoint(a, p)
+    (tmp_path/'y.pth').write_text('hello')
+    with pytest.raises(ValueError, match='cannot load'): load_checkpoint(a, tmp_path/'y.pth')
+
+def test_backbone_file_errors(tmp_path):
+    m = resnet18(in_chans=1, width=8)
+    p = save_backbone(m, tmp_path/'bb.pth')
+    with pytest.raises(ValueError, match='missing|shape'): load_backbone(p, arch=dict(depth=50, in_chans=1, width=8))
+    with pytest.raises(ValueError, match='shape'): load_backbone(p, arch=dict(depth=18, in_chans=1, width=16))
+    (tmp_path/'txt.pth').write_text('not a checkpoint')
+    with pytest.raises(ValueError, match='not a loadable'): load_backbone(tmp_path/'txt.pth')
+    with pytest.raises(FileNotFoundError): load_backbone(tmp_path/'none.pth')
+    # a whole training state with module./backbone. prefixes loads the right weights
+    torch.save({'model': {f'module.backbone.{k}': v for k, v in m.state_dict().items()}}, tmp_path/'full.pth')
+    m2 = load_backbone(tmp_path/'full.pth', arch=m.config)
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), m2.state_dict().values()))
+    # keys of some other network: fail loudly, never random weights
+    torch.save({'state_dict': {'fc.weight': torch.zeros(2, 2)}, 'arch': m.config}, tmp_path/'other.pth')
+    with pytest.raises(ValueError, match='missing'): load_backbone(tmp_path/'other.pth')
+
+def test_bad_tier_values():
+    with pytest.raises(ValueError, match='bs'): get_tier('test', bs=-1)
+    with pytest.raises(ValueError, match='Unknown tier setting'): get_tier('test', batchsize=3)
+
+def test_too_few_images_for_a_batch(small):
+    with pytest.raises(ValueError, match='fewer than one batch'): ssl_learner(small.subset(10), 'rotation', 'test', bs=64, device='cpu')
+
+def test_unknown_method(small):
+    with pytest.raises(ValueError, match='available: .*rotation'): ssl_learner(small, 'rotnet', 'test', device='cpu')
+
+def test_python_api_as_in_the_readme(tmp_path):
+    "The README's script: a data source, a Learner for a method, fit, save the backbone, evaluate."
+    from ssl_learn.data import load_fmnist
+    from ssl_learn.eval import knn_eval
+    train_, test_ = load_fmnist('train'), load_fmnist('test')
+    learn = ssl_learner(train_.subset(512), 'rotation', tier='test')
+    learn.fit_one_cycle(1)
+    save_backbone(learn.model.backbone, tmp_path/'rot.pth')
+    rows = knn_eval(load_backbone(tmp_path/'rot.pth'), train_.subset(500), test_.subset(200))
+    assert [r['k'] for r in rows] == [10, 20, 100, 200] and all(r['value'] > 20 for r in rows)
