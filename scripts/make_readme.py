@@ -6,7 +6,7 @@ cells show only their output). Run it after editing index.ipynb or the results: 
 """
 import os
 from pathlib import Path
-from execnb.nbio import read_nb
+from fastcore.nbio import read_nb
 from execnb.shell import CaptureShell
 
 root = Path(__file__).resolve().parents[1]
