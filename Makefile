@@ -14,7 +14,8 @@ run: setup
 	$(BIN)/ssl_learn demo --tier $(TIER) --out $(OUT)
 
 test: setup
-	$(BIN)/nbdev-test --n-workers 2
+	# two notebooks at a time, one thread each: two 2-thread processes on 2 cores fight over them
+	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
 	$(BIN)/python -m pytest -q tests
 
 # notebook development

@@ -1,0 +1,44 @@
+"evaluate(): baselines, protocol parsing, bad checkpoints, and the eval command for baselines."
+import json, subprocess, sys
+from pathlib import Path
+import pytest, torch
+from ssl_learn.evaluate import evaluate, parse_protocols, get_backbone, RawPixels, bench_knn_search
+from ssl_learn.models import resnet18, save_backbone
+from ssl_learn.data import load_fmnist
+
+BIN = Path(sys.executable).parent/'ssl_learn'
+
+def test_parse_protocols():
+    assert parse_protocols('all') == ['knn', 'linear', 'mhead', 'svm', 'lowshot', 'semi']
+    with pytest.raises(ValueError, match='available'): parse_protocols('knn,nope')
+    with pytest.raises(ValueError): parse_protocols('')
+
+def test_random_baseline_is_seeded():
+    d = load_fmnist('test').subset(64)
+    a, b = get_backbone('random', 'test', d, seed=3), get_backbone('random', 'test', d, seed=3)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+def test_pixels_refuse_stage_protocols():
+    with pytest.raises(ValueError, match='no stages'): evaluate('pixels', 'mhead', 'fmnist', 'test')
+
+def test_wrong_channels_checkpoint(tmp_path):
+    p = save_backbone(resnet18(in_chans=3, width=8), tmp_path/'rgb.pth')
+    with pytest.raises(ValueError, match='3-channel'): evaluate(p, 'knn', 'fmnist', 'test')
+
+def test_rows_carry_settings_and_provenance():
+    rows = evaluate('random', 'knn', 'fmnist', 'test')
+    assert len(rows) == 4 and all(r['settings']['T'] == 0.07 and r['tier'] == 'test' and r['protocol_seconds'] > 0 for r in rows)
+
+def test_faiss_and_torch_find_the_same_neighbours():
+    g = torch.Generator().manual_seed(0)
+    r = bench_knn_search(torch.randn(2000, 32, generator=g), torch.randn(300, 32, generator=g), k=10)
+    assert r['neighbour_overlap'] > 0.99
+
+def test_cli_eval_baselines(tmp_path):
+    out = tmp_path/'px.json'
+    r = subprocess.run([str(BIN), 'eval', 'pixels', '--protocol', 'knn', '--tier', 'test', '--out', str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-1500:]
+    rows = json.loads(out.read_text())['rows']
+    assert rows[0]['backbone'] == 'pixels' and rows[0]['value'] > 50
+    r = subprocess.run([str(BIN), 'eval', 'pixels', '--protocol', 'lowshot', '--tier', 'test'], capture_output=True, text=True)
+    assert r.returncode == 2 and 'no stages' in r.stderr
