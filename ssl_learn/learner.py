@@ -22,8 +22,8 @@ from .models import ResNet, save_backbone
 from .eval import extract_features, knn_accuracy
 
 # %% auto #0
-__all__ = ['MethodCallback', 'KNNMonitor', 'Checkpoint', 'load_checkpoint', 'make_backbone', 'ssl_learner', 'prepare_data',
-           'train', 'plot_history']
+__all__ = ['MethodCallback', 'TwoViewCallback', 'KNNMonitor', 'Checkpoint', 'load_checkpoint', 'make_backbone', 'ssl_learner',
+           'prepare_data', 'train', 'plot_history']
 
 # %% ../nbs/05_learner.ipynb #596c3812
 class MethodCallback(Callback):
@@ -38,6 +38,19 @@ class MethodCallback(Callback):
         xb = tuple(t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t for t in xb)
         if self.training: self.n_images += len(x); self.n_views += sum(len(t) for t in xb if t.ndim == 4)
         self.learn.xb, self.learn.yb = xb, yb
+    def after_step(self):
+        "Per-step work that lives in the model (a momentum update of a key encoder): `model.after_step(progress)`."
+        f = getattr(self.learn.model, 'after_step', None)
+        if f is not None: f(self.pct_train)
+
+# %% ../nbs/05_learner.ipynb #f6493ad5
+class TwoViewCallback(MethodCallback):
+    "Two augmented views of each image: `xb = (v1, v2)`; `yb = (indices,)` while training, `(None,)` in validation."
+    def __init__(self, views, views2=None): self.views, self.views2 = views, views2
+    def make_views(self, x, idx):
+        learn = self.__dict__.get('learn')          # None when called outside a Learner (a notebook cell, a test)
+        training = learn is None or learn.training
+        return (self.views(x), (self.views2 or self.views)(x)), (idx if training else None,)
 
 # %% ../nbs/05_learner.ipynb #d0dab335
 class KNNMonitor(Metric):
