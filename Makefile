@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TIER ?= cpu
 OUT ?= runs/demo
 
-.PHONY: setup run test nbtest pytest export clean-nbs readme bench
+.PHONY: setup run test nbtest pytest export clean-nbs readme bench docs docs-setup docs-check
 
 setup:
 	@VENV=$(VENV) bash scripts/setup.sh
@@ -27,3 +27,14 @@ readme: setup
 
 bench: setup
 	$(BIN)/python scripts/bench_foundation.py
+
+# the docs site, offline (no Quarto): nbdev's processed notebooks rendered by Sphinx + MyST-NB into _site_offline/
+docs-setup: setup
+	@VENV=$(VENV) DOCS=1 bash scripts/setup.sh
+
+docs: docs-setup
+	OMP_NUM_THREADS=1 $(BIN)/python scripts/build_docs.py
+
+# serve _site_offline/ on localhost and check every page in headless Chromium (console errors, images, links)
+docs-check: docs
+	$(BIN)/python scripts/check_site.py

@@ -33,4 +33,22 @@ if [ ! -f "$FM" ]; then
     echo "!! cannot apt-get install dataset-fashion-mnist here (not root, no sudo, or not Debian); ssl_learn will download Fashion-MNIST on first use"
   fi
 fi
+# DOCS=1 (make docs / docs-check): the offline docs renderer and the browser check's driver, and Debian's chromium
+if [ "${DOCS:-0}" = 1 ]; then
+  if [ ! -f "$VENV/.ssl_learn_docs" ] || [ pyproject.toml -nt "$VENV/.ssl_learn_docs" ]; then
+    echo "== installing ssl_learn[docs] (sphinx, myst-nb, furo, playwright)"
+    "$VENV/bin/python" -m pip install -q -e ".[dev,docs]" && touch "$VENV/.ssl_learn_docs"
+  fi
+  if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+    SUDO=""
+    [ "$(id -u)" != 0 ] && command -v sudo >/dev/null && sudo -n true 2>/dev/null && SUDO="sudo -n"
+    if command -v apt-get >/dev/null && { [ "$(id -u)" = 0 ] || [ -n "$SUDO" ]; }; then
+      echo "== installing chromium (apt-get install chromium) for the browser check"
+      $SUDO apt-get update -qq >/dev/null || true
+      $SUDO apt-get install -y -qq chromium >/dev/null || echo "!! apt-get could not install chromium; make docs-check needs it"
+    else
+      echo "!! cannot apt-get install chromium here (not root, no sudo, or not Debian): install Chromium to run make docs-check"
+    fi
+  fi
+fi
 echo "== set-up done ($VENV)"

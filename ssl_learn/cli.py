@@ -1,4 +1,4 @@
-"""`ssl_learn methods | train | eval | demo`: the library's entry points as one console script.
+"""`ssl_learn methods | train | eval | demo | bench`: the library's entry points as one console script.
 
 Docs: https://ssl-learn.github.io/ssl_learn/cli.html.md"""
 
@@ -59,7 +59,8 @@ def demo_report(res:dict) -> str:
     n_tr, n_te = rows[0]['n_train'], rows[0]['n_test']
     a = res['arch']
     lines = [f"kNN top-1 (%) on the {res['data']} test set ({n_te} images; memory: {n_tr} labeled training images)",
-             f"backbone: ResNet-{a['depth']}, width {a['width']}, stem '{a['stem']}', {a['in_chans']} channel(s); tier '{res['tier']}'",
+             (f"backbone: ResNet-{a['depth']}, width {a['width']}, stem '{a['stem']}', {a['in_chans']} channel(s); tier '{res['tier']}'" if 'depth' in a else
+              f"backbone: ViT dim {a['dim']}, {a['depth']} blocks, patch {a['patch_size']}, {a['in_chans']} channel(s); tier '{res['tier']}'"),
              format_table(table, cols=('setting', 'random init', m, 'delta')), '',
              f"pretext accuracy (held-out, last epoch): {h.get('accuracy', float('nan'))*100:.1f}%",
              f"held-out kNN monitor per epoch: {[h_['knn20'] for h_ in res['history'] if 'knn20' in h_]} (random init {res['random_init_monitor']:.2f})",
@@ -82,12 +83,22 @@ def main(argv=None):
     t.add_argument('--epochs', type=int); t.add_argument('--bs', type=int); t.add_argument('--lr', type=float)
     t.add_argument('--seed', type=int, default=0); t.add_argument('--no-resume', action='store_true', help='start over even if OUT has a checkpoint')
     t.add_argument('--no-monitor', action='store_true', help='skip the per-epoch kNN monitor')
+    t.add_argument('--arch', help="backbone: resnet18/34/50, vit_tiny, vit_small (default: the method's, else the tier's)")
     e = sub.add_parser('eval', help="evaluate a backbone checkpoint, or a baseline ('random', 'pixels')")
     e.add_argument('ckpt', help=f"backbone .pth file, or one of {BASELINES}")
     e.add_argument('--protocol', default='knn', help=f"comma-separated from {list(PROTOCOL_NAMES)}, or 'all'")
     e.add_argument('--data', default='fmnist'); e.add_argument('--tier', default='cpu', choices=sorted(TIERS))
     e.add_argument('--ks', type=_ints, help='kNN k values (default 10,20,100,200)'); e.add_argument('--T', type=float, help='kNN temperature (default 0.07)')
     e.add_argument('--seed', type=int, default=0); e.add_argument('--out', help='JSON file for the results (default: beside the checkpoint, or results_<baseline>.json)')
+    e.add_argument('--settings', help="protocol settings by name (default: the tier's), e.g. 'cpu_bench'")
+    b = sub.add_parser('bench', help='pre-train methods and run the protocols, one JSON per (method, protocol), then the tables and plots')
+    b.add_argument('--tier', default='cpu', choices=sorted(TIERS)); b.add_argument('--methods', default='all', help="'all' or a comma-separated list")
+    b.add_argument('--protocols', default='all', help=f"'all' or comma-separated from {list(PROTOCOL_NAMES)}")
+    b.add_argument('--out', default='results'); b.add_argument('--data', default='fmnist'); b.add_argument('--runs', default='runs')
+    b.add_argument('--force', action='store_true', help='retrain and re-run what is already done')
+    b.add_argument('--settings', help="protocol settings by name (default: 'cpu_bench' at the cpu tier, else the tier's)")
+    b.add_argument('--no-baselines', action='store_true', help='skip random / pixels / supervised')
+    b.add_argument('--lock', help='hold this file lock (flock) for the whole run, e.g. /tmp/ssl_cpu.lock on a shared machine')
     d = sub.add_parser('demo', help="the README's main job: pre-train, evaluate against random init, plot")
     d.add_argument('--tier', default='cpu', choices=sorted(TIERS)); d.add_argument('--out', default='runs/demo')
     d.add_argument('--method', default='rotation'); d.add_argument('--data', default='fmnist'); d.add_argument('--epochs', type=int)
@@ -98,15 +109,21 @@ def main(argv=None):
             for n in names: print(f"{n:14s} {METHODS[n]['summary']}")
         elif a.cmd == 'train':
             s = train(a.method, a.data, a.tier, a.out, epochs=a.epochs, resume=not a.no_resume, seed=a.seed, lr=a.lr,
-                      monitor=not a.no_monitor, bs=a.bs)
+                      monitor=not a.no_monitor, bs=a.bs, arch=a.arch)
             print(f"backbone: {s['backbone']}  log: {Path(a.out)/'log.json'}  summary: {Path(a.out)/'train.json'}")
         elif a.cmd == 'eval':
             knn = {k: v for k, v in dict(ks=a.ks, T=a.T).items() if v is not None}
-            rows = evaluate(a.ckpt, a.protocol, a.data, a.tier, seed=a.seed, overrides=dict(knn=knn), progress=True)
+            rows = evaluate(a.ckpt, a.protocol, a.data, a.tier, seed=a.seed, overrides=dict(knn=knn), progress=True, settings=a.settings)
             print(format_table(rows))
             out = Path(a.out) if a.out else (Path(a.ckpt).with_name(Path(a.ckpt).stem + '_eval.json') if a.ckpt not in BASELINES else Path(f'eval_{a.ckpt}.json'))
             atomic_save(dict(rows=rows, **provenance()), out); print(f"results: {out}")
         elif a.cmd == 'demo':
             demo(a.tier, a.out, a.method, a.data, a.epochs)
+        elif a.cmd == 'bench':
+            from ssl_learn.bench import bench, render
+            log = bench(a.tier, a.methods, a.protocols, a.out, force=a.force, data=a.data, settings=a.settings,
+                        baselines=not a.no_baselines, runs=a.runs, lock=a.lock)
+            render(a.out, a.tier)
+            if log['failed']: sys.exit(1)
     except (ValueError, FileNotFoundError, NotADirectoryError) as err:
         print(f"ssl_learn {a.cmd}: error: {err}", file=sys.stderr); sys.exit(2)

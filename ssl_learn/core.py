@@ -115,10 +115,10 @@ def provenance(**extra) -> dict:
 # %% ../nbs/00_core.ipynb #6def5234
 METHODS = {}
 
-def register_method(name:str, summary:str=''):
-    "Decorator: register a method builder `f(backbone, size, tier, data, **kw) -> (model, callback)` under `name`."
+def register_method(name:str, summary:str='', arch:str|None=None):
+    "Decorator: register a method builder `f(backbone, size, tier, data, **kw) -> (model, callback)` under `name`; `arch`: its default backbone (e.g. 'vit_tiny'), used unless one is asked for."
     def _inner(f):
-        METHODS[name] = dict(builder=f, summary=summary or (f.__doc__ or '').strip().split('\n')[0], module=f.__module__)
+        METHODS[name] = dict(builder=f, summary=summary or (f.__doc__ or '').strip().split('\n')[0], module=f.__module__, arch=arch)
         return f
     return _inner
 

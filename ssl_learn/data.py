@@ -287,22 +287,26 @@ class _Len:
 
 class TensorDL(DataLoader):
     "A fastai `DataLoader` over in-memory tensors `x` (and `y`, else the sample indices), a slice per batch."
-    def __init__(self, x, y=None, bs=64, shuffle=False, drop_last=False, device=None, **kw):
+    def __init__(self, x, y=None, bs=64, shuffle=False, drop_last=False, device=None, sampler=None, **kw):
         if len(x) == 0: raise ValueError("TensorDL: no samples")
         if bs < 1: raise ValueError(f"TensorDL: bs must be ≥ 1, got {bs}")
         if drop_last and len(x) < bs: raise ValueError(f"TensorDL: {len(x)} samples < batch size {bs} with drop_last: no batch at all")
-        self.x, self.y = x, y
+        self.x, self.y, self.sampler = x, y, sampler
         super().__init__(_Len(len(x)), bs=bs, shuffle=shuffle, drop_last=drop_last, device=device, **kw)
 
     def __iter__(self):
         n = len(self.x)
-        idx = torch.randperm(n) if self.shuffle else torch.arange(n)
+        if self.sampler is not None:     # a method's own order (DeepCluster's uniform-over-clusters, ODC's with replacement)
+            idx = torch.as_tensor(self.sampler(n), dtype=torch.long)
+            if idx.shape != (n,) or (n and (idx.min() < 0 or idx.max() >= n)):
+                raise ValueError(f"TensorDL: sampler must return {n} indices in [0, {n}), got shape {tuple(idx.shape)}")
+        else: idx = torch.randperm(n) if self.shuffle else torch.arange(n)
         for i in range(len(self)):
             b = idx[i*self.bs:(i+1)*self.bs]
             yield to_device((self.x[b], b if self.y is None else self.y[b]), self.device)
 
     def new(self, x=None, y=None, **kw):
-        kw = {**dict(bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last, device=self.device), **kw}
+        kw = {**dict(bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last, device=self.device, sampler=self.sampler), **kw}
         return TensorDL(self.x if x is None else x, self.y if y is None else y, **kw)
 
 def ssl_dls(train:ImageData, valid:ImageData|None=None, bs:int=256, device=None) -> DataLoaders:

@@ -53,6 +53,14 @@ PROTOCOL_SETTINGS = {
                  lowshot=dict(ks=(1, 2, 4, 8, 16, 32, 64, 96), n_samples=5, target_dim=9216),
                  semi=dict(fracs=(0.01, 0.1), epochs=20, lrs=(0.1, 0.01))),
 }
+# the benchmark's variant of the cpu tier (`ssl_learn bench --tier cpu`): kNN and linear as in 'cpu'; shorter
+# multi-head / semi-supervised schedules, a smaller SVM training subset and fewer low-shot samplings, to bring every
+# method × every protocol toward 3 hours on 2 cores (the estimate, and whether it fits, is in `80_bench`)
+PROTOCOL_SETTINGS['cpu_bench'] = dict(PROTOCOL_SETTINGS['cpu'],
+    mhead=dict(epochs=3, lr=0.05, seeds=(0, 1), target_dim=1024),
+    svm=dict(n_train=1000, costs=(0.1, 1.0, 10.0), target_dim=1024, cv=2),
+    lowshot=dict(ks=(1, 2, 4, 8, 16, 32, 64, 96), n_samples=3, target_dim=1024, cv=2),
+    semi=dict(fracs=(0.01, 0.1), epochs=4, lrs=(0.1,)))
 
 def _protocols():
     from ssl_learn.linear import linear_eval, mhead_eval, semi_eval
@@ -87,11 +95,14 @@ def get_backbone(spec, tier:str|Tier, train, seed:int=0):
 
 # %% ../nbs/08_evaluate.ipynb #54be42e3
 def evaluate(spec, protocol:str='knn', data:str|tuple='fmnist', tier:str|Tier='cpu', seed:int=0, device=None,
-             overrides:dict|None=None, progress:bool=False) -> list:
+             overrides:dict|None=None, progress:bool=False, settings:str|None=None) -> list:
     "Result rows of every protocol in `protocol` ('knn,linear,...' or 'all') for backbone `spec` on `data` at `tier`."
     from ssl_learn.learner import prepare_data
     ps = parse_protocols(protocol)
     tier = get_tier(tier)
+    if settings is not None and settings not in PROTOCOL_SETTINGS:
+        raise ValueError(f"Unknown protocol settings {settings!r}; available: {', '.join(PROTOCOL_SETTINGS)}")
+    sname = settings or (tier.name if tier.name in PROTOCOL_SETTINGS else 'cpu')
     _, _, _, etrn, etst = prepare_data(data, tier, seed)
     bb = get_backbone(spec, tier, etrn, seed)
     if isinstance(bb, RawPixels):
@@ -99,7 +110,7 @@ def evaluate(spec, protocol:str='knn', data:str|tuple='fmnist', tier:str|Tier='c
         if bad: raise ValueError(f"the raw-pixel baseline has no stages to fine-tune or pool: protocols {bad} do not apply (use {PIXEL_PROTOCOLS})")
     fns = _protocols(); rows = []
     for p in ps:
-        kw = {**PROTOCOL_SETTINGS.get(tier.name, PROTOCOL_SETTINGS['cpu'])[p], **((overrides or {}).get(p, {}))}
+        kw = {**PROTOCOL_SETTINGS[sname][p], **((overrides or {}).get(p, {}))}
         if p == 'semi': kw['seed'] = seed
         t0 = time.time()
         rs = fns[p](bb, etrn, etst, device=device, progress=progress, **kw)
@@ -107,7 +118,7 @@ def evaluate(spec, protocol:str='knn', data:str|tuple='fmnist', tier:str|Tier='c
         for r in rs:
             r.setdefault('protocol', p)
             r.update(backbone=str(spec) if not isinstance(spec, nn.Module) else 'module', data=data if isinstance(data, str) else 'custom',
-                     tier=tier.name, protocol_seconds=round(dt, 2), peak_memory_mb=round(peak_memory_mb(device), 1),
+                     tier=tier.name, settings_name=sname, protocol_seconds=round(dt, 2), peak_memory_mb=round(peak_memory_mb(device), 1),
                      settings={k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()})
         rows += rs
     return rows

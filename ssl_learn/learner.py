@@ -16,14 +16,14 @@ from fastai.callback.core import Callback
 from fastai.metrics import Metric
 from fastai.optimizer import SGD
 from fastai.callback.schedule import *   # fit_one_cycle
-from .core import get_tier, get_method, default_device, atomic_save, peak_memory_mb, provenance, set_seed, Tier
+from .core import get_tier, get_method, default_device, atomic_save, peak_memory_mb, provenance, set_seed, Tier, TIERS
 from .data import ImageData, ssl_dls, get_data
-from .models import ResNet, save_backbone
+from .models import ResNet, save_backbone, make_vit, VIT_ARCHS
 from .eval import extract_features, knn_accuracy
 
 # %% auto #0
-__all__ = ['MethodCallback', 'TwoViewCallback', 'KNNMonitor', 'Checkpoint', 'load_checkpoint', 'make_backbone', 'ssl_learner',
-           'prepare_data', 'train', 'plot_history']
+__all__ = ['MethodCallback', 'TwoViewCallback', 'KNNMonitor', 'Checkpoint', 'load_checkpoint', 'make_backbone', 'method_arch',
+           'ssl_learner', 'prepare_data', 'train', 'plot_history']
 
 # %% ../nbs/05_learner.ipynb #596c3812
 class MethodCallback(Callback):
@@ -142,11 +142,21 @@ def load_checkpoint(learn:Learner, path) -> int:
 
 # %% ../nbs/05_learner.ipynb #046180b0
 def make_backbone(tier:Tier, data:ImageData, **kw) -> ResNet:
-    "The tier's ResNet for images like `data`, normalising with `data`'s per-channel mean and std."
+    "The tier's backbone (a ResNet, or a ViT for `tier.arch` 'vit_tiny'/'vit_small') for images like `data`, normalising with `data`'s per-channel mean and std."
     xs = data.x[:5000].float() / 255
     mean, std = xs.mean((0, 2, 3)).tolist(), xs.std((0, 2, 3)).clamp(min=1e-3).tolist()
+    if tier.arch in VIT_ARCHS:   # width/64 scales a ViT's dim and depth (see `ssl_learn.vit.make_vit`)
+        return make_vit(tier.arch, data.shape[-1], data.shape[0], width=tier.width, mean=mean, std=std, **kw)
+    if not tier.arch.startswith('resnet') or not tier.arch[6:].isdigit():
+        raise ValueError(f"Unknown arch {tier.arch!r}; use 'resnet18', 'resnet34', 'resnet50' or one of {sorted(VIT_ARCHS)}")
     depth = int(tier.arch.replace('resnet', ''))
     return ResNet(depth, in_chans=data.shape[0], width=tier.width, stem=tier.stem, mean=mean, std=std, **kw)
+
+def method_arch(tier:Tier, entry:dict, arch:str|None=None) -> Tier:
+    "`tier` with the method's default backbone (`register_method(..., arch=)`) unless `arch` is given or the tier's arch was changed."
+    if arch is None and entry.get('arch') and tier.arch == getattr(TIERS.get(tier.name), 'arch', tier.arch):
+        return get_tier(tier, arch=entry['arch'])
+    return tier
 
 def ssl_learner(train:ImageData, method:str='rotation', tier:str|Tier='cpu', valid:ImageData|None=None,
                 monitor:tuple|None=None, path=None, device=None, lr:float|None=None, method_kw:dict|None=None, **tier_kw) -> Learner:
@@ -155,13 +165,16 @@ def ssl_learner(train:ImageData, method:str='rotation', tier:str|Tier='cpu', val
     device = default_device(device)
     if len(train) < tier.bs: raise ValueError(f"{len(train)} training images is fewer than one batch of {tier.bs}; lower bs")
     entry = get_method(method)
+    tier = method_arch(tier, entry, tier_kw.get('arch'))
     backbone = make_backbone(tier, train)
     model, cb = entry['builder'](backbone=backbone, size=train.shape[-1], tier=tier, data=train, **(method_kw or {}))
     dls = ssl_dls(train, valid, bs=tier.bs, device=device)
     metrics = list(getattr(model, 'metrics', []))
     if monitor is not None: metrics.append(KNNMonitor(*monitor))
     cbs = [cb] + ([Checkpoint(path, meta=dict(method=method, tier=tier.name, arch=backbone.config))] if path else [])
-    learn = Learner(dls, model, loss_func=model.loss, opt_func=partial(SGD, mom=0.9), lr=lr or tier.lr, wd=tier.wd,
+    od = dict(getattr(model, 'opt_defaults', None) or {})   # a method's own optimizer/lr/wd (AdamW for a ViT), else SGD and the tier's
+    learn = Learner(dls, model, loss_func=model.loss, opt_func=od.get('opt_func', partial(SGD, mom=0.9)), lr=lr or od.get('lr', tier.lr),
+                    wd=od.get('wd', tier.wd),
                     metrics=metrics, cbs=cbs, path=path or '.', model_dir='.')
     learn.method_cb, learn.method_name, learn.tier = cb, method, tier
     learn.model.to(memory_format=torch.channels_last)
@@ -182,13 +195,13 @@ def prepare_data(data:str|tuple='fmnist', tier:str|Tier='cpu', seed:int=0):
 def train(method:str='rotation', data:str|tuple='fmnist', tier:str|Tier='cpu', out='runs/run', epochs:int|None=None,
           resume:bool=True, seed:int=0, device=None, monitor:bool=True, lr:float|None=None, method_kw:dict|None=None, **tier_kw) -> dict:
     "Pre-train `method` on `data` at `tier`, checkpointing to `out` every epoch; returns a summary dict."
-    tier = get_tier(tier, epochs=epochs, **tier_kw)
+    tier = method_arch(get_tier(tier, epochs=epochs, **tier_kw), get_method(method), tier_kw.get('arch'))
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     set_seed(seed)
     pre, bank, query, _, _ = prepare_data(data, tier, seed)
     k = min(20, len(bank))
     learn = ssl_learner(pre, method, tier, valid=query, monitor=(bank, query, k) if monitor else None, path=out,
-                        device=device, lr=lr, method_kw=method_kw)
+                        device=device, lr=lr, method_kw=method_kw, arch=tier.arch)
     start = 0
     if resume and (out/'last.pth').exists():
         start = load_checkpoint(learn, out/'last.pth')

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch, torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['info_nce', 'nt_xent', 'normalized_mse', 'neg_cosine', 'embedding_std']
+__all__ = ['info_nce', 'nt_xent', 'normalized_mse', 'neg_cosine', 'embedding_std', 'sinkhorn', 'swapped_prediction']
 
 # %% ../nbs/09a_losses.ipynb #1ff4a383
 def info_nce(q:torch.Tensor, k:torch.Tensor, negatives:torch.Tensor|None=None, T:float=0.2,
@@ -43,16 +43,49 @@ def nt_xent(z1:torch.Tensor, z2:torch.Tensor, T:float=0.1) -> torch.Tensor:
     return F.cross_entropy(sim, target)
 
 # %% ../nbs/09a_losses.ipynb #9fab6bcb
-def normalized_mse(p:torch.Tensor, z:torch.Tensor) -> torch.Tensor:
-    "BYOL's loss: mean of 2 − 2·cos(p, z) over the batch; `z` is the target and gets no gradient."
-    return (2 - 2 * F.cosine_similarity(p.float(), z.detach().float(), dim=-1)).mean()
+def normalized_mse(p:torch.Tensor, z:torch.Tensor, stop_grad:bool=True) -> torch.Tensor:
+    "BYOL's loss: mean of 2 − 2·cos(p, z) over the batch; `z` is the target and gets no gradient unless `stop_grad=False`."
+    if stop_grad: z = z.detach()
+    return (2 - 2 * F.cosine_similarity(p.float(), z.float(), dim=-1)).mean()
 
-def neg_cosine(p:torch.Tensor, z:torch.Tensor) -> torch.Tensor:
-    "SimSiam's loss: mean of −cos(p, z) over the batch; `z` is the target and gets no gradient."
-    return -F.cosine_similarity(p.float(), z.detach().float(), dim=-1).mean()
+def neg_cosine(p:torch.Tensor, z:torch.Tensor, stop_grad:bool=True) -> torch.Tensor:
+    "SimSiam's loss: mean of −cos(p, z) over the batch; `z` is the target and gets no gradient unless `stop_grad=False`."
+    if stop_grad: z = z.detach()
+    return -F.cosine_similarity(p.float(), z.float(), dim=-1).mean()
 
 # %% ../nbs/09a_losses.ipynb #4fe7e26f
 @torch.no_grad()
 def embedding_std(z:torch.Tensor) -> float:
     "Mean over dimensions of the batch std of L2-normalised `z` (N×D): 0 when collapsed, ≈1/√D when spread out."
     return F.normalize(z.float(), dim=1).std(0).mean().item()
+
+# %% ../nbs/09a_losses.ipynb #ab4e2dbd
+@torch.no_grad()
+def sinkhorn(scores:torch.Tensor, eps:float=0.05, n_iters:int=3) -> torch.Tensor:
+    "SwAV's codes: B×K `scores` → B×K soft assignments, rows summing to 1, columns to ≈B/K (`n_iters` Sinkhorn-Knopp steps)."
+    if scores.ndim != 2: raise ValueError(f"sinkhorn: scores must be B×K, got {tuple(scores.shape)}")
+    if eps <= 0: raise ValueError(f"sinkhorn: eps must be > 0, got {eps}")
+    if n_iters < 1: raise ValueError(f"sinkhorn: n_iters must be ≥ 1, got {n_iters}")
+    s = scores.float() / eps
+    Q = torch.exp(s - s.max()).t()                 # K×B; subtracting the max changes nothing after normalising
+    B, K = Q.shape[1], Q.shape[0]
+    Q /= Q.sum()
+    for _ in range(n_iters):
+        Q /= Q.sum(1, keepdim=True); Q /= K        # every prototype gets mass 1/K
+        Q /= Q.sum(0, keepdim=True); Q /= B        # every sample gets mass 1/B
+    return (Q * B).t()
+
+# %% ../nbs/09a_losses.ipynb #15addc02
+def swapped_prediction(scores:list, codes:list, T:float=0.1) -> torch.Tensor:
+    "SwAV's loss: each code `codes[c]` (B×K) predicted from the scores of every other crop `scores[v]` (B×K), softmax at `T`."
+    if len(codes) < 1 or len(scores) < 2 or len(codes) > len(scores):
+        raise ValueError(f"swapped_prediction: need ≥ 2 crops' scores and 1..{len(scores)} codes, got {len(scores)} and {len(codes)}")
+    if T <= 0: raise ValueError(f"swapped_prediction: temperature T must be > 0, got {T}")
+    shapes = {tuple(t.shape) for t in list(scores) + list(codes)}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"swapped_prediction: scores and codes must all be B×K of one shape, got {sorted(shapes)}")
+    logp = [F.log_softmax(s.float() / T, dim=1) for s in scores]
+    total = 0.
+    for c, q in enumerate(codes):
+        total = total + sum(-(q.detach().float() * logp[v]).sum(1).mean() for v in range(len(scores)) if v != c) / (len(scores) - 1)
+    return total / len(codes)

@@ -13,16 +13,25 @@ from torchvision.models.resnet import BasicBlock, Bottleneck
 from .augment import to_float
 
 # %% auto #0
-__all__ = ['RESNETS', 'STEMS', 'ResNet', 'resnet18', 'resnet50', 'LinearHead', 'MLPHead', 'save_backbone', 'load_backbone']
+__all__ = ['RESNETS', 'STEMS', 'ResNet', 'resnet18', 'resnet50', 'LinearHead', 'MLPHead', 'build_backbone', 'save_backbone',
+           'load_backbone', 'ViT', 'make_vit', 'vit_tiny', 'vit_small', 'VIT_ARCHS']
 
 # %% ../nbs/03_models.ipynb #43d09970
 RESNETS = {18: (BasicBlock, [2,2,2,2]), 34: (BasicBlock, [3,4,6,3]), 50: (Bottleneck, [3,4,6,3])}
 STEMS = ('imagenet', 'small', 'cifar')
 
+class _Sobel(nn.Module):
+    "Fixed (non-trainable) Sobel filter: channel mean, then horizontal and vertical gradients (MMSelfSup's `Sobel`)."
+    def __init__(self):
+        super().__init__()
+        gx = torch.tensor([[1., 0., -1.], [2., 0., -2.], [1., 0., -1.]])
+        self.register_buffer('kernel', torch.stack([gx, gx.T])[:, None], persistent=False)   # 2×1×3×3: Gx, Gy
+    def forward(self, x): return F.conv2d(x.mean(1, keepdim=True), self.kernel.to(x.dtype), padding=1)
+
 class ResNet(nn.Module):
     "torchvision's ResNet-`depth` as a backbone: any channels, small-image stems, every stage on request."
     def __init__(self, depth:int=18, in_chans:int=3, width:int=64, stem:str='small', mean=None, std=None,
-                 zero_init_residual:bool=False):
+                 zero_init_residual:bool=False, sobel:bool=False):
         super().__init__()
         if depth not in RESNETS: raise ValueError(f"depth must be one of {sorted(RESNETS)}, got {depth}")
         if stem not in STEMS: raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
@@ -30,12 +39,14 @@ class ResNet(nn.Module):
         if width < 1: raise ValueError(f"width must be ≥ 1, got {width}")
         block, layers = RESNETS[depth]
         self.config = dict(depth=depth, in_chans=in_chans, width=width, stem=stem, zero_init_residual=zero_init_residual)
+        if sobel: self.config['sobel'] = True
         mean = mean if mean is not None else [0.5]*in_chans
         std = std if std is not None else [0.25]*in_chans
         self.register_buffer('mean', torch.tensor(mean, dtype=torch.float).view(1,-1,1,1))
         self.register_buffer('std', torch.tensor(std, dtype=torch.float).view(1,-1,1,1))
         k, s = (3, 1) if stem == 'cifar' else (7, 2)
-        self.conv1 = nn.Conv2d(in_chans, width, k, s, k//2, bias=False)
+        self.sobel = _Sobel() if sobel else None     # DeepCluster's fixed edge filter: grey → (Gx, Gy), 2 channels
+        self.conv1 = nn.Conv2d(2 if sobel else in_chans, width, k, s, k//2, bias=False)
         self.bn1, self.relu = nn.BatchNorm2d(width), nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1) if stem == 'imagenet' else nn.Identity()
         self.inplanes = width
@@ -69,7 +80,9 @@ class ResNet(nn.Module):
 
     def forward(self, x, stages:bool=False):
         "Pooled last-stage features (N×out_dim), or the list of the 5 stage maps when `stages`."
-        x = self.relu(self.bn1(self.conv1(self.normalize(x))))
+        x = self.normalize(x)
+        if self.sobel is not None: x = self.sobel(x)
+        x = self.relu(self.bn1(self.conv1(x)))
         f1 = x
         x = self.layer1(self.maxpool(x)); f2 = x
         x = self.layer2(x); f3 = x
@@ -106,6 +119,16 @@ class MLPHead(nn.Sequential):
         super().__init__(*layers)
 
 # %% ../nbs/03_models.ipynb #1474da44
+from .vit import ViT, make_vit, vit_tiny, vit_small, VIT_ARCHS   # defined in `ssl_learn.vit`, offered here too
+_all_ = ['ViT', 'make_vit', 'vit_tiny', 'vit_small', 'VIT_ARCHS']
+
+def build_backbone(config:dict) -> nn.Module:
+    "A freshly initialised backbone from its `config`: a ViT's (`arch='vit'`, see `ssl_learn.vit`) or a ResNet's."
+    config = dict(config); arch = config.pop('arch', 'resnet')
+    if arch == 'vit': return ViT(**config)
+    if arch == 'resnet': return ResNet(**config)
+    raise ValueError(f"unknown backbone arch {arch!r} in config {config}; expected 'vit' or a ResNet config")
+
 def save_backbone(backbone:ResNet, path, **meta):
     "Save `backbone`'s architecture and weights (plus any `meta`) to `path`."
     from ssl_learn.core import atomic_save
@@ -132,7 +155,7 @@ def load_backbone(path, arch:dict|None=None, map_location='cpu') -> ResNet:
     sd = ck.get('state_dict', ck.get('model', ck))
     if arch is None: raise ValueError(f"{path}: no architecture stored in the file; pass arch=dict(depth=..., in_chans=..., width=..., stem=...)")
     if not isinstance(sd, dict) or not sd: raise ValueError(f"{path}: no state_dict found (keys: {list(ck)[:10]})")
-    m = ResNet(**arch)
+    m = build_backbone(arch)
     sd = _strip_prefixes(sd)
     want = m.state_dict()
     missing = [k for k in want if k not in sd]
