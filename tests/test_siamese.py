@@ -174,3 +174,12 @@ def test_bad_config_values():
     with pytest.raises(ValueError, match='lam'): DenseCL(bb, lam=2.)
     with pytest.raises(ValueError, match='dense_stage'): DenseCL(bb, dense_stage=5)
     with pytest.raises(ValueError, match='n_large'): MultiCropViews(28, n_large=0)
+
+def test_swav_loss_matches_lightly():
+    "An independent implementation: lightly's SwaVLoss (its own Sinkhorn) on the same scores gives the same number."
+    lightly_loss = pytest.importorskip('lightly.loss')
+    z = F.normalize(torch.randn(6 * 32, 16), dim=1); W = F.normalize(torch.randn(40, 16), dim=1)
+    crops = list((z @ W.t()).chunk(6))
+    theirs = lightly_loss.SwaVLoss(temperature=0.1, sinkhorn_iterations=3, sinkhorn_epsilon=0.05)(crops[:2], crops[2:])
+    ours = swapped_prediction(crops, [sinkhorn(c, 0.05, 3) for c in crops[:2]], T=0.1)
+    assert torch.allclose(ours, theirs.reshape(()), atol=1e-5), (ours, theirs)
