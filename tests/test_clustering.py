@@ -129,8 +129,16 @@ class _StopAfter(__import__('fastai.callback.core', fromlist=['Callback']).Callb
         if self.epoch == self.n: raise CancelFitException()
 
 
+@pytest.fixture
+def one_thread():
+    "Bit-exact runs need deterministic reductions: one torch and one faiss thread (with two, float sums vary run to run)."
+    import faiss
+    n = torch.get_num_threads(); torch.set_num_threads(1); faiss.omp_set_num_threads(1)
+    yield
+    torch.set_num_threads(n); faiss.omp_set_num_threads(n)
+
 @pytest.mark.parametrize('method', ['deepcluster', 'odc'])
-def test_exact_resume(method, fmnist, tmp_path):
+def test_exact_resume(method, fmnist, tmp_path, one_thread):
     # all clustering state (labels, centroids, PCA, bank, step counter) is in buffers: an interrupted run resumes exactly
     from ssl_learn.core import set_seed
     from ssl_learn.learner import ssl_learner, load_checkpoint
