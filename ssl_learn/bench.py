@@ -14,9 +14,9 @@ from .evaluate import (parse_protocols, PROTOCOL_SETTINGS, PROTOCOL_NAMES, PIXEL
 
 # %% auto #0
 __all__ = ['BENCH_BASELINES', 'ZOO_ORDER', 'BENCH_PLOTS', 'row_order', 'bench_methods', 'bench_settings', 'train_summary',
-           'pretrain', 'run_protocol', 'bench', 'find_results', 'load_bench', 'settings_notes', 'pretrain_table',
-           'bench_table', 'plot_stages', 'plot_lowshot_curves', 'plot_time_accuracy', 'bench_compute_seconds', 'render',
-           'estimate_seconds', 'estimate_report']
+           'pretrain', 'eval_worker', 'run_protocols', 'bench', 'find_results', 'load_bench', 'settings_notes',
+           'pretrain_table', 'bench_table', 'plot_stages', 'plot_lowshot_curves', 'plot_time_accuracy',
+           'bench_compute_seconds', 'render', 'estimate_seconds', 'estimate_report']
 
 # %% ../nbs/80_bench.ipynb #5c8c5925
 BENCH_BASELINES = ('random', 'pixels', 'supervised')
@@ -78,24 +78,41 @@ def pretrain(method:str, tier:str='cpu', data:str='fmnist', runs='runs', out='re
     shutil.copy(tj, Path(out)/f'{method}_{tier.name}_train.json')
     return dict(status=status, backbone=str(d/'backbone.pth'), **train_summary(tj))
 
-def run_protocol(name:str, spec:str, protocol:str, tier:str, data:str, path, settings:str, pretrain_info:dict|None=None,
-                 bench_command:str='') -> dict:
-    "Run one protocol for backbone `spec` in its own `ssl_learn eval` process, writing `path`; a status dict."
-    path = Path(path); t0 = time.time()
-    cmd = _cli() + ['eval', str(spec), '--protocol', protocol, '--tier', tier, '--data', data, '--out', str(path), '--settings', settings]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    dt = round(time.time() - t0, 1)
-    if r.returncode != 0 or not path.exists(): return dict(status='failed', seconds=dt, error=_tail(r))
-    d = json.loads(path.read_text())
-    d.update(wall_seconds=dt, name=name, bench=dict(command=bench_command, settings=settings,
-                                                   pretrain={k: v for k, v in (pretrain_info or {}).items() if k != 'status'} or None))
-    atomic_save(d, path)
-    return dict(status='ran', seconds=dt, peak_memory_mb=d['rows'][0].get('peak_memory_mb') if d['rows'] else None)
+def eval_worker(job:dict):
+    "Run by `run_protocols` in its own process: `job['protocols']` for one backbone, sharing features, each protocol's JSON written as it finishes."
+    from ssl_learn.evaluate import evaluate
+    ev = Path(job['ev']); prov = {k: v for k, v in provenance().items() if k != 'command'}
+    def done(p, rows, dt, err):
+        if err is not None: print(f"FAILED {p}: {type(err).__name__}: {err}", flush=True); return
+        d = dict(rows=rows, **prov, command=job['command'], wall_seconds=round(dt, 1),
+                 name=job['name'], bench=dict(command=job['command'], settings=job['settings'], pretrain=job['pretrain'],
+                                              process=f"one process for {', '.join(job['protocols'])}, features shared"))
+        atomic_save(d, ev/f"{job['name']}_{p}.json"); print(f"done {p} {dt:.1f}", flush=True)
+    evaluate(job['spec'], ','.join(job['protocols']), job['data'], job['tier'], settings=job['settings'], on_result=done, keep_going=True)
+
+def run_protocols(name:str, spec:str, protocols:list, tier:str, data:str, ev, settings:str, pretrain_info:dict|None=None,
+                  bench_command:str='') -> dict:
+    "Run `protocols` for backbone `spec` in one `eval_worker` process (features shared); {protocol: status dict}."
+    ev = Path(ev); t0 = time.time()
+    job = dict(name=name, spec=str(spec), protocols=list(protocols), tier=tier, data=data, ev=str(ev), settings=settings,
+               pretrain={k: v for k, v in (pretrain_info or {}).items() if k != 'status'} or None, command=bench_command)
+    r = subprocess.run([sys.executable, '-c', 'import sys, json; from ssl_learn.bench import eval_worker; eval_worker(json.loads(sys.argv[1]))',
+                        json.dumps(job, default=str)], capture_output=True, text=True)
+    errs = {l.split(':', 1)[0][7:]: l.split(':', 1)[1].strip() for l in r.stdout.splitlines() if l.startswith('FAILED ')}
+    res = {}
+    for p in protocols:
+        f = ev/f'{name}_{p}.json'
+        if f.exists() and f.stat().st_mtime >= t0 - 1 and p not in errs:
+            d = json.loads(f.read_text())
+            res[p] = dict(status='ran', seconds=d['wall_seconds'], peak_memory_mb=d['rows'][0].get('peak_memory_mb') if d['rows'] else None)
+        else: res[p] = dict(status='failed', seconds=round(time.time() - t0, 1), error=errs.get(p) or _tail(r))
+    return res
+
 
 # %% ../nbs/80_bench.ipynb #38077674
 def bench(tier:str='cpu', methods='all', protocols='all', out='results', force:bool=False, data:str='fmnist',
           settings:str|None=None, baselines=True, runs='runs', lock:str|None=None) -> dict:
-    "Pre-train each method at `tier`, run each protocol in its own process; one JSON per (method, protocol) in `<out>/eval_<tier>/`."
+    "Pre-train each method at `tier`, run its protocols in one process (features shared); one JSON per (method, protocol) in `<out>/eval_<tier>/`."
     tier_ = get_tier(tier); ps = parse_protocols(protocols); ms = bench_methods(methods)
     sname = bench_settings(tier_, settings)
     bl = BENCH_BASELINES if baselines is True else tuple(baselines or ())
@@ -123,8 +140,9 @@ def bench(tier:str='cpu', methods='all', protocols='all', out='results', force:b
                 if info['status'] == 'failed':
                     print(f"FAILED training {name}: {info['error']}", flush=True); log['failed'].append(f'{name} (training)'); continue
                 spec = info['backbone']
+            res.update(run_protocols(name, spec, todo, tier_.name, data, ev, sname, info, cmd))
             for p in todo:
-                r = res[p] = run_protocol(name, spec, p, tier_.name, data, ev/f'{name}_{p}.json', sname, info, cmd)
+                r = res[p]
                 if r['status'] == 'failed': print(f"FAILED {name} {p} ({r['seconds']:.0f} s): {r['error']}", flush=True); log['failed'].append(f'{name} {p}')
                 else: print(f"{name:14s} {p:8s} {r['seconds']:7.1f} s  peak {r['peak_memory_mb'] or 0:.0f} MB", flush=True)
     finally:
@@ -266,7 +284,7 @@ def render(out='results', tier:str='cpu', img_prefix:str='') -> str:
           "protocol varies with them; `fN` is the stage (multi-head: best on held-out training images; SVM: best by "
           "cross-validation on training data).", '', '**Settings** (from each file):', '', settings_notes(res), '',
           '**Pre-training** (tier budget):', '', pretrain_table({n: t for n, t in b['train'].items() if n in res}), '',
-          '**Wall time (s) / peak memory (MB) per protocol**, each in its own process:', '', cost_table({n: res[n] for n in row_order(res)}), '',
+          '**Wall time (s) / peak memory (MB) per protocol** (benchmark files come from one process per backbone, so the time of a protocol leaves out the features an earlier one extracted, and peak memory is that of the process so far):', '', cost_table({n: res[n] for n in row_order(res)}), '',
           f"Recorded compute: pre-training {c['pretrain']/60:.0f} min + protocols {c['protocols']/60:.0f} min = "
           f"{c['total']/3600:.2f} h. Machine: {machine}; commit(s): {', '.join(commits)}."]
     if runs:

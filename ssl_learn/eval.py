@@ -7,18 +7,48 @@ Docs: https://ssl-learn.github.io/ssl_learn/knn.html.md"""
 # %% ../nbs/04_knn.ipynb #e59f49f9
 from __future__ import annotations
 import time
+from contextlib import contextmanager
 import numpy as np, torch, torch.nn.functional as F
 from fastprogress.fastprogress import progress_bar
 from .core import default_device
 
 # %% auto #0
-__all__ = ['KNN_KS', 'extract_features', 'stage_pool_sizes', 'extract_stage_features', 'knn_classify', 'knn_accuracy', 'knn_eval',
-           'plot_knn']
+__all__ = ['KNN_KS', 'FeatureCache', 'feature_cache', 'extract_features', 'stage_pool_sizes', 'extract_stage_features',
+           'knn_classify', 'knn_accuracy', 'knn_eval', 'plot_knn']
 
 # %% ../nbs/04_knn.ipynb #186f01b9
+class FeatureCache:
+    "Features already extracted in this process, keyed by (backbone, image tensor, what was extracted)."
+    def __init__(self): self.d, self.refs, self.hits, self.misses = {}, {}, 0, 0
+    def key(self, backbone, x, *what):
+        self.refs[id(backbone)], self.refs[id(x)] = backbone, x     # held, so that no other object takes their ids
+        return (id(backbone), id(x), tuple(x.shape)) + what
+    def get(self, k):
+        v = self.d.get(k); self.hits += v is not None; self.misses += v is None
+        return v
+    def put(self, k, v): self.d[k] = v
+
+_FEATURE_CACHE = None
+
+@contextmanager
+def feature_cache():
+    "Inside the block, `extract_features` and `extract_stage_features` reuse what they already extracted for the same backbone and image tensor (the backbone must not change inside the block)."
+    global _FEATURE_CACHE
+    prev, _FEATURE_CACHE = _FEATURE_CACHE, FeatureCache()
+    try: yield _FEATURE_CACHE
+    finally: _FEATURE_CACHE = prev
+
 @torch.no_grad()
 def extract_features(backbone, x:torch.Tensor, bs:int=512, device=None, progress:bool=False) -> torch.Tensor:
     "Pooled features (float32, CPU) of every image in the uint8 tensor `x`, with `backbone` in eval mode."
+    c = _FEATURE_CACHE
+    if c is not None:
+        k = c.key(backbone, x, 'pooled'); v = c.get(k)
+        if v is None: c.put(k, v := _extract_pooled(backbone, x, bs, device, progress))
+        return v.clone()
+    return _extract_pooled(backbone, x, bs, device, progress)
+
+def _extract_pooled(backbone, x, bs, device, progress):
     device = default_device(device)
     was_training = backbone.training
     backbone.eval().to(device)
@@ -49,10 +79,20 @@ def extract_stage_features(backbone, x:torch.Tensor, pool_sizes=None, target_dim
                            dtype=torch.float16, progress:bool=False, stages=None) -> list:
     "Per-stage pooled, flattened features of the uint8 images `x`: one N×dᵢ tensor (CPU, `dtype`) per stage in `stages` (default all 5)."
     device = default_device(device)
-    was = backbone.training; backbone.eval().to(device)
-    pool_sizes = pool_sizes or stage_pool_sizes(backbone, tuple(x.shape[1:]), target_dim)
+    pool_sizes = pool_sizes or stage_pool_sizes(backbone.to(device), tuple(x.shape[1:]), target_dim)
     keep = list(range(len(pool_sizes))) if stages is None else list(stages)
     if not keep or any(not 0 <= s < len(pool_sizes) for s in keep): raise ValueError(f"stages must be a non-empty subset of 0..{len(pool_sizes)-1}, got {keep}")
+    c = _FEATURE_CACHE
+    if c is None: return _extract_stages(backbone, x, pool_sizes, keep, bs, device, dtype, progress)
+    ks = {s: c.key(backbone, x, 'stage', s, pool_sizes[s]) for s in keep}
+    have = {s: c.get(k) for s, k in ks.items()}
+    todo = [s for s in keep if have[s] is None]
+    if todo:
+        for s, f in zip(todo, _extract_stages(backbone, x, pool_sizes, todo, bs, device, dtype, progress)): c.put(ks[s], f); have[s] = f
+    return [have[s].to(dtype, copy=True) for s in keep]
+
+def _extract_stages(backbone, x, pool_sizes, keep, bs, device, dtype, progress):
+    was = backbone.training; backbone.eval().to(device)
     outs = None
     it = range(0, len(x), bs)
     for i in (progress_bar(it, leave=False) if progress else it):

@@ -13,7 +13,8 @@ from torch import nn
 from .core import get_tier, set_seed, peak_memory_mb, Tier
 from .augment import to_float
 from .models import load_backbone
-from .eval import knn_eval, KNN_KS
+from .eval import knn_eval, KNN_KS, feature_cache
+from contextlib import nullcontext
 
 # %% auto #0
 __all__ = ['PROTOCOL_SETTINGS', 'PROTOCOL_NAMES', 'PIXEL_PROTOCOLS', 'BASELINES', 'RawPixels', 'parse_protocols', 'get_backbone',
@@ -95,7 +96,7 @@ def get_backbone(spec, tier:str|Tier, train, seed:int=0):
 
 # %% ../nbs/08_evaluate.ipynb #54be42e3
 def evaluate(spec, protocol:str='knn', data:str|tuple='fmnist', tier:str|Tier='cpu', seed:int=0, device=None,
-             overrides:dict|None=None, progress:bool=False, settings:str|None=None) -> list:
+             overrides:dict|None=None, progress:bool=False, settings:str|None=None, on_result=None, keep_going:bool=False) -> list:
     "Result rows of every protocol in `protocol` ('knn,linear,...' or 'all') for backbone `spec` on `data` at `tier`."
     from ssl_learn.learner import prepare_data
     ps = parse_protocols(protocol)
@@ -109,18 +110,24 @@ def evaluate(spec, protocol:str='knn', data:str|tuple='fmnist', tier:str|Tier='c
         bad = [p for p in ps if p not in PIXEL_PROTOCOLS]
         if bad: raise ValueError(f"the raw-pixel baseline has no stages to fine-tune or pool: protocols {bad} do not apply (use {PIXEL_PROTOCOLS})")
     fns = _protocols(); rows = []
-    for p in ps:
-        kw = {**PROTOCOL_SETTINGS[sname][p], **((overrides or {}).get(p, {}))}
-        if p == 'semi': kw['seed'] = seed
-        t0 = time.time()
-        rs = fns[p](bb, etrn, etst, device=device, progress=progress, **kw)
-        dt = time.time() - t0
-        for r in rs:
-            r.setdefault('protocol', p)
-            r.update(backbone=str(spec) if not isinstance(spec, nn.Module) else 'module', data=data if isinstance(data, str) else 'custom',
-                     tier=tier.name, settings_name=sname, protocol_seconds=round(dt, 2), peak_memory_mb=round(peak_memory_mb(device), 1),
-                     settings={k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()})
-        rows += rs
+    with (feature_cache() if len(ps) > 1 else nullcontext()):
+        for p in ps:
+            kw = {**PROTOCOL_SETTINGS[sname][p], **((overrides or {}).get(p, {}))}
+            if p == 'semi': kw['seed'] = seed
+            t0 = time.time()
+            try: rs = fns[p](bb, etrn, etst, device=device, progress=progress, **kw)
+            except Exception as e:
+                if not keep_going: raise
+                if on_result: on_result(p, None, time.time() - t0, e)
+                continue
+            dt = time.time() - t0
+            for r in rs:
+                r.setdefault('protocol', p)
+                r.update(backbone=str(spec) if not isinstance(spec, nn.Module) else 'module', data=data if isinstance(data, str) else 'custom',
+                         tier=tier.name, settings_name=sname, protocol_seconds=round(dt, 2), peak_memory_mb=round(peak_memory_mb(device), 1),
+                         settings={k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()}, shared_features=len(ps) > 1)
+            if on_result: on_result(p, rs, dt, None)
+            rows += rs
     return rows
 
 # %% ../nbs/08_evaluate.ipynb #046cdbe9

@@ -39,8 +39,8 @@ class MethodCallback(Callback):
         if self.training: self.n_images += len(x); self.n_views += sum(len(t) for t in xb if t.ndim == 4)
         self.learn.xb, self.learn.yb = xb, yb
     def after_step(self):
-        "Per-step work that lives in the model (a momentum update of a key encoder): `model.after_step(progress)`."
-        f = getattr(self.learn.model, 'after_step', None)
+        "Per-step work that lives in the model (a momentum update of a key encoder): `model.on_step(progress)`."
+        f = getattr(self.learn.model, 'on_step', None)
         if f is not None: f(self.pct_train)
 
 # %% ../nbs/05_learner.ipynb #f6493ad5

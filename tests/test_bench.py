@@ -39,3 +39,16 @@ def test_render_and_estimate_from_recorded_results(tmp_path):
     assert names == row_order(names)
     full, fast = estimate_seconds('cpu', tmp_path), estimate_seconds('cpu_bench', tmp_path)
     assert 0 < fast['protocols_per_backbone'] < full['protocols_per_backbone'] and fast['n_methods'] >= len(bench_methods())
+
+
+def test_protocols_of_one_backbone_share_one_process(tmp_path):
+    "kNN and linear run in one worker: both files written, each marked as sharing features; a protocol already done is not redone."
+    from ssl_learn.bench import run_protocols
+    res = run_protocols('random', 'random', ['knn', 'linear'], 'test', 'fmnist', tmp_path, 'test', bench_command='pytest')
+    assert {p: r['status'] for p, r in res.items()} == {'knn': 'ran', 'linear': 'ran'}, res
+    for p in ('knn', 'linear'):
+        d = json.loads((tmp_path/f'random_{p}.json').read_text())
+        assert d['name'] == 'random' and d['command'] == 'pytest' and 'knn, linear' in d['bench']['process']
+        assert all(r['shared_features'] and r['protocol'] == p for r in d['rows']) and d['wall_seconds'] > 0
+    bad = run_protocols('nowhere', str(tmp_path/'missing.pth'), ['knn'], 'test', 'fmnist', tmp_path, 'test')
+    assert bad['knn']['status'] == 'failed' and 'missing.pth' in bad['knn']['error']

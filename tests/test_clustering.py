@@ -89,7 +89,7 @@ def _steps(m, cb, x, idx, n=12, lr=0.05):
     for i in range(n):
         xb, (y,) = cb.make_views(x, idx)
         loss = m.loss(m(*xb), y); opt.zero_grad(); loss.backward(); opt.step(); losses.append(loss.item())
-        if hasattr(m, 'after_step'): m.after_step(i / n)
+        if hasattr(m, 'on_step'): m.on_step(i / n)
     return losses
 
 

@@ -88,9 +88,20 @@ def test_ema_update_and_moco_after_step():
     k0 = [p.clone() for p in m.head_k.parameters()]
     with torch.no_grad():
         for p in m.head.parameters(): p.add_(1.0)
-    m.after_step(0.5)
+    m.on_step(0.5)
     for p, p0 in zip(m.head_k.parameters(), k0): assert torch.allclose(p, p0 + 0.1, atol=1e-6)
 
+
+
+def test_moco_in_a_learner_updates_once_per_step(fmnist128):
+    "fastai passes other callbacks' events on to the model: the model's hook must run exactly once per optimizer step."
+    from ssl_learn.learner import ssl_learner
+    learn = ssl_learner(fmnist128, 'moco_v2', 'test', bs=64, width=8, device='cpu')
+    calls, hook = [], learn.model.on_step
+    learn.model.on_step = lambda p: (calls.append(p), hook(p))
+    learn.fit(1, 0.01)                                           # 128 images, batch 64: 2 steps
+    assert len(calls) == 2 and calls[0] < calls[1] <= 1, calls
+    assert not hasattr(learn.model, 'after_step')
 
 # --- the memory bank -----------------------------------------------------------------------------------------
 def test_memory_bank_update_by_npid_loss():
@@ -149,7 +160,7 @@ def test_loss_falls_on_real_images(name, fmnist128):
         xb, yb = cb.make_views(data.x[idx], idx)
         loss = model.loss(model(*xb), *yb)
         opt.zero_grad(); loss.backward(); opt.step()
-        if hasattr(model, 'after_step'): model.after_step(s / steps)
+        if hasattr(model, 'on_step'): model.on_step(s / steps)
         losses.append(loss.item())
     # step 0 meets a queue of random vectors (easy negatives): compare steps 1-5 with the last 5
     first, last = sum(losses[1:6]) / 5, sum(losses[-5:]) / 5

@@ -133,7 +133,7 @@ def test_moco_v3_vit_and_resnet_step(fm):
         opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-3)
         xb = fm[:32]
         before = [p.clone() for p in m.momentum_backbone.parameters()]
-        loss = m.loss(m(v1(xb), v2(xb))); opt.zero_grad(); loss.backward(); opt.step(); m.after_step(0.)
+        loss = m.loss(m(v1(xb), v2(xb))); opt.zero_grad(); loss.backward(); opt.step(); m.on_step(0.)
         assert torch.isfinite(loss)
         assert all(p.grad is None for p in m.momentum_backbone.parameters())
         assert any(not torch.equal(a, b) for a, b in zip(before, m.momentum_backbone.parameters()))   # EMA moved

@@ -57,11 +57,9 @@ class BYOL(nn.Module):
         return 2 * normalized_mse(p, t.roll(len(t) // 2, 0))      # roll by N swaps the two halves [t1; t2] → [t2; t1]
 
     @torch.no_grad()
-    def after_step(self, progress:float|None=None):
+    def on_step(self, progress:float):
         "EMA update of the target with BYOL's cosine momentum schedule (from `base_momentum` to 1)."
-        # fastai callbacks delegate unknown attributes to the learner and on to the model, so every callback without
-        # an `after_step` of its own calls this one with no argument: only `MethodCallback`'s call (with progress) counts
-        if progress is None or not self.ema: return
+        if not self.ema: return
         self.momentum = cosine_momentum(self.base_momentum, progress)
         ema_update(self.target_backbone, self.backbone, self.momentum)
         ema_update(self.target_projector, self.projector, self.momentum)
@@ -101,7 +99,7 @@ def collapse_run(model:nn.Module, x:torch.Tensor, views, steps:int=60, bs:int=64
         pred = model(v1(xb), v2(xb))
         loss = model.loss(pred)
         opt.zero_grad(); loss.backward(); opt.step()
-        if hasattr(model, 'after_step'): model.after_step(i / steps)
+        if hasattr(model, 'on_step'): model.on_step(i / steps)
         out['loss'].append(loss.item()); out['z_std'].append(embedding_std(pred[1][:bs])); out['p_std'].append(embedding_std(pred[0][:bs]))
     return out
 

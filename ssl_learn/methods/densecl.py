@@ -87,9 +87,8 @@ class DenseCL(nn.Module):
         return (1 - self.lam) * lg + self.lam * ld
 
     @torch.no_grad()
-    def after_step(self, progress:float|None=None):
-        "θ_k ← m·θ_k + (1−m)·θ_q for backbone, global and dense heads (fastai's own no-argument calls are ignored)."
-        if progress is None: return
+    def on_step(self, progress:float):
+        "θ_k ← m·θ_k + (1−m)·θ_q for backbone, global and dense heads, once per optimizer step."
         for k, q in ((self.backbone_k, self.backbone), (self.head_k, self.head), (self.dense_head_k, self.dense_head)):
             ema_update(k, q, self.momentum)
 

@@ -64,11 +64,8 @@ class MoCo(nn.Module):
         return loss
 
     @torch.no_grad()
-    def after_step(self, progress:float|None=None):
+    def on_step(self, progress:float):
         "θ_k ← m·θ_k + (1−m)·θ_q for the backbone and the neck, once per optimizer step."
-        # fastai resolves an event a callback lacks through the learner to the model, so every other callback's
-        # `after_step` lands here too, without `progress`: only `MethodCallback`'s call (with progress) counts.
-        if progress is None: return
         ema_update(self.backbone_k, self.backbone, self.momentum)
         ema_update(self.head_k, self.head, self.momentum)
 

@@ -60,10 +60,8 @@ class MoCoV3(nn.Module):
         return moco_v3_loss(*pred, T=self.T)
 
     @torch.no_grad()
-    def after_step(self, progress:float|None=None):
+    def on_step(self, progress:float):
         "EMA update of the momentum encoder after each step, m rising from `base_momentum` to 1 on a half cosine."
-        # fastai delegates unknown callback attributes to the learner and the model: only `MethodCallback`'s call has a progress
-        if progress is None: return
         self.momentum = cosine_momentum(self.base_momentum, progress)
         ema_update(self.momentum_backbone, self.backbone, self.momentum)
         ema_update(self.momentum_projector, self.projector, self.momentum)
@@ -93,5 +91,5 @@ def grad_norm_run(model:MoCoV3, x:torch.Tensor, views, steps:int=30, bs:int=64, 
         out['loss'].append(loss.item())
         out['patch_embed'].append(gn(model.backbone.patch_embed.parameters()))
         out['last_block'].append(gn(model.backbone.blocks[-1].parameters()))
-        opt.step(); model.after_step(i / steps)
+        opt.step(); model.on_step(i / steps)
     return out

@@ -107,7 +107,7 @@ class ODC(nn.Module):
 
     def embed(self, x): return self.neck(self.backbone(x))
     def forward(self, x, idx=None):
-        "Cluster logits of images `x`; in training (`idx` given) the batch's features are kept for `after_step`."
+        "Cluster logits of images `x`; in training (`idx` given) the batch's features are kept for `on_step`."
         f = self.embed(x)
         self._batch = (idx, f.detach()) if idx is not None else None
         return self.head(f)
@@ -129,11 +129,9 @@ class ODC(nn.Module):
         return dict(cluster_stats(self.memory.labels, self.k), inertia=r['inertia'])
 
     @torch.no_grad()
-    def after_step(self, progress:float|None=None):
+    def on_step(self, progress:float):
         "The online clustering after each optimiser step: bank, labels, centroids (every `centroid_interval`), repair, weights."
-        # fastai callbacks without an `after_step` of their own reach this one through the learner with no argument:
-        # only `MethodCallback`'s call (with progress) counts
-        if progress is None or self._batch is None: return
+        if self._batch is None: return
         idx, f = self._batch; self._batch = None
         self.memory.update(idx, f.float())
         self.change_ratio.fill_(self.memory.relabel(idx))

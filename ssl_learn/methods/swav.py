@@ -94,9 +94,9 @@ class SwAV(nn.Module):
         if len(scores) % self.n_crops: raise ValueError(f"SwAV.loss: {len(scores)} rows is not a multiple of {self.n_crops} crops")
         return swapped_prediction(list(scores.chunk(self.n_crops)), self.codes(scores, z), self.T)
 
-    def after_step(self, progress:float|None=None):
-        "Remember the training progress (0→1) for the queue's start; fastai's own no-argument calls are ignored."
-        if progress is not None: self.progress.fill_(progress)
+    def on_step(self, progress:float):
+        "Remember the training progress (0→1) for the queue's start."
+        self.progress.fill_(progress)
 
 # %% ../../nbs/20_swav.ipynb #9a11c9a3
 class PrototypeUsage(Metric):
