@@ -323,9 +323,10 @@ def _scale(p:str, r:dict, wall:float, frm:dict, to:dict) -> float:
 
 _KEY = dict(lowshot='lowshot_svm')
 
-def estimate_seconds(settings:str='cpu_bench', out='results', tier:str='cpu', methods=None, budget_s:float=3*3600) -> dict:
-    "Predicted seconds of the whole benchmark at `tier` with protocol `settings`, from the recorded JSON timings."
-    b = load_bench(out, tier); res = b['results']
+def estimate_seconds(settings:str='cpu_bench', out='results', tier:str='cpu', methods=None, budget_s:float=3*3600,
+                     protocol_out=None) -> dict:
+    "Predicted seconds of the whole benchmark at `tier` with protocol `settings`, from the recorded JSON timings (protocol timings from `protocol_out` if given)."
+    b = load_bench(out, tier); res = (load_bench(protocol_out, tier) if protocol_out else b)['results']
     methods = list(methods or row_order(set(ZOO_ORDER) | set(bench_methods())))
     to_all = PROTOCOL_SETTINGS[settings]
     per = {}
@@ -345,14 +346,14 @@ def estimate_seconds(settings:str='cpu_bench', out='results', tier:str='cpu', me
     sup = b['train'].get('supervised', {}).get('seconds') or mean_t
     prot = sum(v for v in per.values() if v)
     total = sum(t for t, _ in train.values()) + sup + (len(methods) + 2) * prot + pix
-    return dict(settings=settings, per_protocol=per, protocols_per_backbone=prot, pixels=pix, train=train,
+    return dict(settings=settings, protocol_timings=str(protocol_out or out), per_protocol=per, protocols_per_backbone=prot, pixels=pix, train=train,
                 supervised_train=sup, n_methods=len(methods), total=total, budget=budget_s, fits=total <= budget_s)
 
 def estimate_report(e:dict) -> str:
     "The estimate as text."
     nm = sum(1 for _, (t, k) in e['train'].items() if k == 'measured')
     per = ', '.join(f"{p} {v:.0f}" for p, v in e['per_protocol'].items() if v)
-    return (f"settings '{e['settings']}': protocols per backbone ≈ {e['protocols_per_backbone']:.0f} s ({per}); "
+    return (f"settings '{e['settings']}' (protocol timings from {e.get('protocol_timings', 'results')}): protocols per backbone ≈ {e['protocols_per_backbone']:.0f} s ({per}); "
             f"pre-training {sum(t for t, _ in e['train'].values())/60:.0f} min for {e['n_methods']} methods ({nm} measured, the rest at the "
             f"measured mean) + supervised {e['supervised_train']:.0f} s; {e['n_methods'] + 2} backbones × protocols + pixels {e['pixels']:.0f} s "
             f"-> total ≈ {e['total']/3600:.2f} h ({'fits' if e['fits'] else 'does NOT fit'} in {e['budget']/3600:.0f} h)")
