@@ -314,7 +314,8 @@ def _scale(p:str, r:dict, wall:float, frm:dict, to:dict) -> float:
         return (wall - var) + var * f
     if p == 'lowshot_svm':
         fixed = over + (r.get('seconds_features') or 0); var = (r.get('protocol_seconds') or wall) - (r.get('seconds_features') or 0)
-        f = (g(to, 'n_samples', 5) / g(frm, 'n_samples', 5)) * ((g(to, 'cv', 3) + 1) / (g(frm, 'cv', 3) + 1)) * (len(g(to, 'ks', (1,))) / len(g(frm, 'ks', (1,))))
+        fits = lambda d: 1 if isinstance(d.get('cost'), (int, float)) else len(g(d, 'costs', g(d, 'cost', (1,) * 5))) * g(d, 'cv', 3) + 1   # SVM fits per sampling
+        f = (g(to, 'n_samples', 5) / g(frm, 'n_samples', 5)) * (fits(to) / fits(frm)) * (len(g(to, 'ks', (1,))) / len(g(frm, 'ks', (1,))))
         return fixed + var * f
     if p == 'semi':
         f = (g(to, 'epochs', 10) * len(g(to, 'fracs', (0.1,))) * len(g(to, 'lrs', (0.1,)))) / (g(frm, 'epochs', 10) * len(g(frm, 'fracs', (0.1,))) * len(g(frm, 'lrs', (0.1,))))
