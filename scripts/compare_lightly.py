@@ -289,7 +289,7 @@ def compare(name: str, args) -> dict:
         rows = knn_eval(r['backbone'], trn, tst, ks=ks)
         knn[side] = {r2['k']: r2['value'] for r2 in rows}
         print(f"  {side} kNN: {knn[side]}", flush=True)
-    res = dict(method=name, data='fmnist', tier='cpu', n_pretrain=len(pre), epochs=tier.epochs, bs=tier.bs,
+    res = dict(method=name, data='fmnist', tier='cpu', seed=args.seed, n_pretrain=len(pre), epochs=tier.epochs, bs=tier.bs,
                ours=dict(images_per_s=_mean_rate(ours['epochs']), per_epoch=ours['epochs'], knn_top1=knn['ours'],
                          implementation=f"ssl_learn {entry['ours']} {entry['ours_kw']}: batched views on the device, fastai Learner"),
                theirs=dict(images_per_s=_mean_rate(theirs['epochs']), per_epoch=theirs['epochs'], knn_top1=knn['theirs'],

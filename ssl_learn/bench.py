@@ -16,7 +16,8 @@ from .evaluate import (parse_protocols, PROTOCOL_SETTINGS, PROTOCOL_NAMES, PIXEL
 __all__ = ['BENCH_BASELINES', 'ZOO_ORDER', 'BENCH_PLOTS', 'row_order', 'bench_methods', 'bench_settings', 'train_summary',
            'pretrain', 'eval_worker', 'run_protocols', 'bench', 'find_results', 'load_bench', 'settings_notes',
            'pretrain_table', 'bench_table', 'plot_stages', 'plot_lowshot_curves', 'plot_time_accuracy',
-           'bench_compute_seconds', 'render', 'estimate_seconds', 'estimate_report']
+           'bench_compute_seconds', 'render', 'lightly_lines', 'method_report', 'estimate_seconds', 'estimate_report',
+           'full_run', 'full_run_report']
 
 # %% ../nbs/80_bench.ipynb #5c8c5925
 BENCH_BASELINES = ('random', 'pixels', 'supervised')
@@ -287,14 +288,70 @@ def render(out='results', tier:str='cpu', img_prefix:str='') -> str:
           '**Wall time (s) / peak memory (MB) per protocol** (benchmark files come from one process per backbone, so the time of a protocol leaves out the features an earlier one extracted, and peak memory is that of the process so far):', '', cost_table({n: res[n] for n in row_order(res)}), '',
           f"Recorded compute: pre-training {c['pretrain']/60:.0f} min + protocols {c['protocols']/60:.0f} min = "
           f"{c['total']/3600:.2f} h. Machine: {machine}; commit(s): {', '.join(commits)}."]
-    if runs:
-        last = runs[-1]
-        md += ['', f"Last `ssl_learn bench` call: {last['seconds']/60:.1f} min wall ({last['time']}, settings `{last['settings']}`), "
-               f"failed: {', '.join(last['failed']) or 'none'}."]
+    if runs: md += ['', full_run_report(full_run(out, tier))]
     md += [''] + [f"![{lab}]({img_prefix}bench_{tier}_{k}.png)" for k, lab in BENCH_PLOTS.items()]
     text = '\n'.join(md)
     tmpf = out/f'.bench_{tier}.md.tmp{os.getpid()}'; tmpf.write_text(text + '\n'); os.replace(tmpf, out/f'bench_{tier}.md')
     return text
+
+# %% ../nbs/80_bench.ipynb #3b729108
+def _drop_empty_columns(md:str) -> str:
+    "Remove the columns of a markdown table where its last row has no value ('-')."
+    rows = [l.strip('|').split('|') for l in md.splitlines()]
+    keep = [j for j in range(len(rows[0])) if j == 0 or rows[-1][j].strip() != '-']
+    return '\n'.join('|' + '|'.join(r[j] for j in keep) + '|' for r in rows)
+
+_PICKS = [('kNN k=20', lambda r: r['protocol'] == 'knn' and r.get('k') == 20 and r.get('T') == 0.07),
+          ('kNN k=200', lambda r: r['protocol'] == 'knn' and r.get('k') == 200 and r.get('T') == 0.07),
+          ('linear', lambda r: r['protocol'] == 'linear'),
+          ('low-shot k=8', lambda r: r['protocol'] == 'lowshot_svm' and r.get('k') == 8 and r['metric'] == 'top1'),
+          ('semi 10%', lambda r: r['protocol'] == 'semi' and r.get('frac') == 0.1)]
+
+def lightly_lines(method:str, root='results') -> list:
+    "Markdown lines: each `compare_lightly_<method>[_seedN].json` (ours against lightly), and the mean ± std over seeds when several."
+    import re, statistics as st
+    root = find_results(root)
+    fs = sorted(root.glob(f'compare_lightly_{method}.json')) + sorted(root.glob(f'compare_lightly_{method}_seed*.json'))
+    cs = [json.loads(f.read_text()) for f in fs]
+    lines = []
+    for f, c in zip(fs, cs):
+        o, t, r = c['ours'], c['theirs'], c['ratios']; ks = sorted(o['knn_top1'], key=int)
+        seed = c.get('seed', int(m.group(1)) if (m := re.search(r'--seed[ =](\d+)', c.get('command', ''))) else 0)
+        lines.append(f"- `{f.name}` (seed {seed}; {c['n_pretrain']} images, {c['epochs']} epochs, batch {c['bs']}, the same initial weights, "
+                     f"{t.get('implementation', 'lightly')}): images/s ours {o['images_per_s']} vs theirs {t['images_per_s']}, ratio **{r['images_per_s']:.2f}**; "
+                     + '; '.join(f"kNN k={k} ours {o['knn_top1'][k]:.2f} vs theirs {t['knn_top1'][k]:.2f} (ratio {r[f'knn{k}']:.3f})" for k in ks))
+    if len(cs) > 1:
+        ms = lambda v: f"{st.mean(v):.2f} ± {st.stdev(v):.2f}"
+        ks = sorted(cs[0]['ours']['knn_top1'], key=int)
+        lines.append(f"- over the {len(cs)} seeds: images/s ratio {ms([c['ratios']['images_per_s'] for c in cs])}; "
+                     + '; '.join(f"kNN k={k} ours {ms([c['ours']['knn_top1'][k] for c in cs])} vs theirs {ms([c['theirs']['knn_top1'][k] for c in cs])}" for k in ks))
+    return lines
+
+def method_report(method:str, root='results', baseline:str='random', lightly:bool=True) -> str:
+    "Markdown: `method`'s cpu-tier pre-training cost and kNN monitor, its protocol results beside `baseline` with the gain in points, and the lightly comparison (a note when files are missing)."
+    root = find_results(root); tr = root/f'{method}_cpu_train.json'
+    ev = load_eval_dir(root/'eval_cpu') if (root/'eval_cpu').exists() else {}
+    if not tr.exists() and method not in ev:
+        return f"*No cpu-tier results for `{method}` yet: run `ssl_learn bench --tier cpu --methods {method}`.*"
+    parts = []
+    if tr.exists():
+        t = json.loads(tr.read_text()); h = t.get('history', [])
+        parts.append(f"Pre-training: {t.get('n_pretrain')} images × {t.get('epochs')} epochs, {t.get('seconds'):.0f} s; "
+                     f"{', '.join(str(r['images_per_s']) for r in h)} images/s per epoch; peak memory {max([r['peak_memory_mb'] for r in h] or [0]):.0f} MB; "
+                     f"kNN monitor (k=20, held-out) per epoch: {', '.join(str(r.get('knn20')) for r in h)} (commit {t.get('commit')}, "
+                     f"{(t.get('machine') or {}).get('cpu', '?')}, {(t.get('machine') or {}).get('cores', '?')} cores).")
+    res = {k: ev[k] for k in (baseline, method) if k in ev}
+    if method in res:
+        parts.append(_drop_empty_columns(protocol_table(res, order=[n for n in (baseline, method) if n in res])))
+        val = lambda n, f: next((r['value'] for r in res.get(n, []) if f(r)), None)
+        diffs = [f"{n} {val(method, f) - val(baseline, f):+.2f}" for n, f in _PICKS if val(method, f) is not None and val(baseline, f) is not None]
+        if diffs: parts.append(f"Against {baseline} init, in top-1 points: {', '.join(diffs)}.")
+    else: parts.append('(no protocol results yet)')
+    if lightly:
+        ll = lightly_lines(method, root)
+        parts.append('Beside `lightly` (`scripts/compare_lightly.py`):\n\n' + '\n'.join(ll) if ll else
+                     f"*No lightly comparison for `{method}` yet (`results/compare_lightly_{method}.json`).*")
+    return '\n\n'.join(parts)
 
 # %% ../nbs/80_bench.ipynb #a682c285
 def _scale(p:str, r:dict, wall:float, frm:dict, to:dict) -> float:
@@ -358,3 +415,31 @@ def estimate_report(e:dict) -> str:
             f"pre-training {sum(t for t, _ in e['train'].values())/60:.0f} min for {e['n_methods']} methods ({nm} measured, the rest at the "
             f"measured mean) + supervised {e['supervised_train']:.0f} s; {e['n_methods'] + 2} backbones × protocols + pixels {e['pixels']:.0f} s "
             f"-> total ≈ {e['total']/3600:.2f} h ({'fits' if e['fits'] else 'does NOT fit'} in {e['budget']/3600:.0f} h)")
+
+# %% ../nbs/80_bench.ipynb #bde41e43
+def full_run(out='results', tier:str='cpu') -> dict|None:
+    "The whole benchmark's cost from the last `ssl_learn bench` call: its wall time plus the recorded pre-training of the methods it found trained (None before any call)."
+    out = find_results(out); lf = out/f'bench_{tier}.json'
+    if not lf.exists(): return None
+    last = json.loads(lf.read_text())['runs'][-1]; res = last['results']
+    tr = lambda n: res[n].get('train') or {}
+    before = {n: tr(n)['seconds'] for n in res if tr(n).get('status') == 'done before' and tr(n).get('seconds')}
+    return dict(command=last['command'], time=last['time'], commit=last.get('commit'), machine=last.get('machine'),
+                settings=last['settings'], wall=last['seconds'], failed=last['failed'],
+                trained=[n for n in res if tr(n).get('status') == 'trained'], pretrain_before=before,
+                ran={n: [p for p, v in r.items() if isinstance(v, dict) and v.get('status') == 'ran'] for n, r in res.items()},
+                all_done_before=[n for n in res if res[n].get('status') == 'done before'],
+                total=last['seconds'] + sum(before.values()))
+
+def full_run_report(f:dict|None, budget_h:float=3.) -> str:
+    "`full_run`'s figures as a sentence."
+    if f is None: return "No `ssl_learn bench` call recorded yet."
+    m = f.get('machine') or {}; n_ran = sum(1 for v in f['ran'].values() if v)
+    pb = f['pretrain_before']
+    return (f"The last `ssl_learn bench` call (`{f['command']}`, {f['time']}, commit {f['commit']}, {m.get('cpu', '?')} with "
+            f"{m.get('cores', '?')} cores, settings `{f['settings']}`) took **{f['wall']/60:.1f} min** wall: it pre-trained "
+            f"{', '.join(f['trained']) or 'nothing'} and ran {sum(len(v) for v in f['ran'].values())} protocols on {n_ran} backbones"
+            + (f" ({', '.join(f['all_done_before'])} done before)" if f['all_done_before'] else '') + '. '
+            + (f"Pre-training it reused, as recorded: {sum(pb.values())/60:.1f} min ({', '.join(f'{n} {s:.0f} s' for n, s in pb.items())}). " if pb else '')
+            + f"The whole benchmark: **{f['total']/3600:.2f} h** ({'within' if f['total'] <= budget_h * 3600 else 'OVER'} the {budget_h:.0f}-hour budget); "
+            f"failed: {', '.join(f['failed']) or 'none'}.")

@@ -52,3 +52,39 @@ def test_protocols_of_one_backbone_share_one_process(tmp_path):
         assert all(r['shared_features'] and r['protocol'] == p for r in d['rows']) and d['wall_seconds'] > 0
     bad = run_protocols('nowhere', str(tmp_path/'missing.pth'), ['knn'], 'test', 'fmnist', tmp_path, 'test')
     assert bad['knn']['status'] == 'failed' and 'missing.pth' in bad['knn']['error']
+
+
+def test_full_run_adds_the_pretraining_it_reused(tmp_path):
+    "The whole benchmark's cost: the last call's wall time plus the recorded pre-training of methods it found trained, not of those it trained."
+    from ssl_learn.bench import full_run, full_run_report
+    assert full_run(tmp_path, 'cpu') is None and 'No `ssl_learn bench` call' in full_run_report(None)
+    run = dict(command='ssl_learn bench --tier cpu', time='t', commit='abc', machine=dict(cpu='X', cores=2), settings='cpu_bench',
+               seconds=3600., failed=[], results=dict(
+                   random=dict(knn=dict(status='ran', seconds=50.)),
+                   simclr=dict(train=dict(status='trained', seconds=200.), knn=dict(status='ran', seconds=40.)),
+                   byol=dict(train=dict(status='done before', seconds=1800.), knn=dict(status='ran', seconds=40.)),
+                   npid=dict(status='done before')))
+    (tmp_path/'bench_cpu.json').write_text(json.dumps(dict(runs=[dict(run, seconds=1.), run])))   # the last call counts
+    f = full_run(tmp_path, 'cpu')
+    assert f['total'] == 3600. + 1800. and f['trained'] == ['simclr'] and f['pretrain_before'] == {'byol': 1800.}
+    assert f['all_done_before'] == ['npid'] and f['ran']['random'] == ['knn']
+    txt = full_run_report(f)
+    assert '**1.50 h**' in txt and 'within the 3-hour budget' in txt and 'npid done before' in txt
+    assert 'OVER' in full_run_report(f, budget_h=1.)
+
+
+def test_method_report_lists_lightly_seeds(tmp_path):
+    "One line per comparison file (the seed read from the command when the file lacks it) and a mean ± std line when there are several."
+    from ssl_learn.bench import method_report
+    c = lambda ours, theirs, seed: dict(ours=dict(images_per_s=300., knn_top1={'20': ours}), theirs=dict(images_per_s=150., knn_top1={'20': theirs}),
+                                        ratios={'images_per_s': 2.0, 'knn20': ours / theirs}, n_pretrain=8, epochs=1, bs=4,
+                                        command=f'scripts/compare_lightly.py --methods simclr --seed {seed}')
+    (tmp_path/'compare_lightly_simclr.json').write_text(json.dumps(c(80., 81., 0)))
+    assert method_report('simclr', tmp_path).startswith('*No cpu-tier results')
+    (tmp_path/'simclr_cpu_train.json').write_text(json.dumps(dict(n_pretrain=8, epochs=1, seconds=3., commit='abc', history=[
+        dict(images_per_s=10., peak_memory_mb=5., knn20=50.)])))
+    r = method_report('simclr', tmp_path)
+    assert '(no protocol results yet)' in r and '(seed 0;' in r and 'over the' not in r
+    (tmp_path/'compare_lightly_simclr_seed1.json').write_text(json.dumps(c(82., 81., 1)))
+    r = method_report('simclr', tmp_path)
+    assert '(seed 1;' in r and 'over the 2 seeds' in r and 'ours 81.00 ± 1.41 vs theirs 81.00 ± 0.00' in r

@@ -17,7 +17,7 @@ from ..losses import normalized_mse, embedding_std
 from ..memory import momentum_copy, ema_update, cosine_momentum
 
 # %% auto #0
-__all__ = ['byol_views', 'BYOL', 'EmbeddingStd', 'byol', 'collapse_run', 'plot_collapse', 'cpu_tier_report']
+__all__ = ['byol_views', 'BYOL', 'EmbeddingStd', 'byol', 'collapse_run', 'plot_collapse']
 
 # %% ../../nbs/17_byol.ipynb #14428c03
 def byol_views(size:int, scale=None):
@@ -114,42 +114,3 @@ def plot_collapse(runs:dict, title:str='', dim:int|None=None):
     b.set_xlabel('step'); b.set_ylabel('loss'); b.set_title('training loss'); b.legend(fontsize=8)
     fig.suptitle(title); fig.tight_layout()
     return fig
-
-# %% ../../nbs/17_byol.ipynb #0e5e5774
-def cpu_tier_report(method:str, root=None, lightly:bool=True) -> str:
-    "Markdown summary of `method`'s cpu-tier results files next to random init (a note when they are missing)."
-    import json
-    from pathlib import Path
-    from ssl_learn.evaluate import load_eval_dir
-    root = Path(root) if root else next((p for p in (Path('results'), Path('../results')) if (p/'eval_cpu').exists()), None)
-    if root is None or not (root/f'eval_cpu/{method}_knn.json').exists():
-        return f"*No cpu-tier results for `{method}` yet: run `python scripts/bench_method.py {method}`.*"
-    ev = load_eval_dir(root/'eval_cpu')
-    def get(name, f):
-        r = next((r for r in ev.get(name, []) if f(r)), None)
-        return '-' if r is None else f"{r['value']:.2f}"
-    cols = [('kNN k=20', lambda r: r['protocol'] == 'knn' and r.get('k') == 20 and r.get('T') == 0.07),
-            ('kNN k=200', lambda r: r['protocol'] == 'knn' and r.get('k') == 200 and r.get('T') == 0.07),
-            ('linear', lambda r: r['protocol'] == 'linear')]
-    cols += [(f'low-shot k={k}', (lambda k: lambda r: r['protocol'] == 'lowshot_svm' and r.get('k') == k and r['metric'] == 'top1')(k))
-             for k in (1, 4, 16, 96)]
-    lines = ['| backbone | ' + ' | '.join(c for c, _ in cols) + ' |', '|' + '---|' * (len(cols) + 1)]
-    lines += [f'| {n} | ' + ' | '.join(get(n, f) for _, f in cols) + ' |' for n in ('random', method)]
-    tj = root/f'{method}_cpu_train.json'
-    if tj.exists():
-        t = json.loads(tj.read_text()); h = t['history']
-        lines += ['', f"Pre-training: {t['n_pretrain']} images, {t['epochs']} epochs, {t['seconds']:.0f} s; images/s per epoch "
-                  f"{', '.join(str(e['images_per_s']) for e in h)}; peak memory {max(e['peak_memory_mb'] for e in h):.0f} MB; "
-                  f"held-out kNN monitor per epoch {', '.join(str(e.get('knn20')) for e in h)}; "
-                  f"commit {t.get('commit')}, {t['machine']['cpu']}, {t['machine']['cores']} cores."]
-    if lightly:
-        cj = root/f'compare_lightly_{method}.json'
-        if cj.exists():
-            c = json.loads(cj.read_text()); o, t, r = c['ours'], c['theirs'], c['ratios']
-            ks = sorted(o['knn_top1'], key=int)
-            lines += ['', f"Against {t.get('implementation', 'lightly')} ({c['n_pretrain']} images, {c['epochs']} epochs, batch {c['bs']}, "
-                      f"the same initial weights): images/s ours {o['images_per_s']} vs theirs {t['images_per_s']}, ratio **{r['images_per_s']:.2f}**; "
-                      + '; '.join(f"kNN k={k} top-1 ours {o['knn_top1'][k]:.2f} vs theirs {t['knn_top1'][k]:.2f}, ratio **{r[f'knn{k}']:.3f}**" for k in ks)
-                      + f". Settings in `results/compare_lightly_{method}.json`."]
-        else: lines += ['', f'*No lightly comparison file for `{method}` yet (`results/compare_lightly_{method}.json`).*']
-    return '\n'.join(lines)

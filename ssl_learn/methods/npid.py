@@ -18,8 +18,7 @@ from ..learner import MethodCallback
 from fastai.callback.core import Callback
 
 # %% auto #0
-__all__ = ['instdisc_views', 'NPID', 'NPIDCallback', 'npid', 'BankNeighbours', 'bank_neighbours', 'show_bank_neighbours',
-           'cpu_tier_summary']
+__all__ = ['instdisc_views', 'NPID', 'NPIDCallback', 'npid', 'BankNeighbours', 'bank_neighbours', 'show_bank_neighbours']
 
 # %% ../../nbs/14_npid.ipynb #813cbb16
 def instdisc_views(size:int, scale=None) -> Views:
@@ -132,30 +131,3 @@ def show_bank_neighbours(x:torch.Tensor, y, query:torch.Tensor, snapshots:list, 
         axs[0][1 + s * k].annotate(f'snapshot {s + 1} →', (0, 1.45), xycoords='axes fraction', fontsize=8)
     fig.tight_layout()
     return fig
-
-# %% ../../nbs/14_npid.ipynb #917d3658
-def _drop_empty_columns(md:str) -> str:
-    "Remove the columns of a markdown table where its last row (the method) has no value ('-')."
-    rows = [l.strip('|').split('|') for l in md.splitlines()]
-    keep = [j for j in range(len(rows[0])) if j == 0 or rows[-1][j].strip() != '-']
-    return '\n'.join('|' + '|'.join(r[j] for j in keep) + '|' for r in rows)
-
-def cpu_tier_summary(method:str, root='results', baseline:str='random') -> str|None:
-    "Markdown: a method's cpu-tier training cost, kNN monitor per epoch, and protocol results beside `baseline` (None when not measured)."
-    from ssl_learn.evaluate import load_eval_dir, protocol_table
-    root = Path(root); tr = root/f'{method}_cpu_train.json'
-    if not tr.exists(): return None
-    t = json.loads(tr.read_text()); h = t.get('history', [])
-    res = {k: v for k, v in load_eval_dir(root/'eval_cpu').items() if k in (baseline, method)}
-    txt = (f"Pre-training: {t.get('n_pretrain')} images × {t.get('epochs')} epochs, {t.get('seconds')} s; "
-           f"{', '.join(str(r['images_per_s']) for r in h)} images/s per epoch; peak memory {max([r['peak_memory_mb'] for r in h] or [0]):.0f} MB; "
-           f"kNN monitor (k=20, held-out) per epoch: {', '.join(str(r.get('knn20')) for r in h)} (commit {t.get('commit')}).")
-    if not res: return txt + '\n\n(no protocol results yet)'
-    def val(name, f): return next((r['value'] for r in res.get(name, []) if f(r)), None)
-    picks = [('kNN k=20', lambda r: r['protocol'] == 'knn' and r.get('k') == 20 and r.get('T') == 0.07),
-             ('kNN k=200', lambda r: r['protocol'] == 'knn' and r.get('k') == 200 and r.get('T') == 0.07),
-             ('linear', lambda r: r['protocol'] == 'linear'),
-             ('low-shot k=8', lambda r: r['protocol'] == 'lowshot_svm' and r.get('k') == 8 and r['metric'] == 'top1')]
-    diffs = [f"{n} {val(method, f) - val(baseline, f):+.2f}" for n, f in picks if val(method, f) is not None and val(baseline, f) is not None]
-    verdict = f"Against {baseline} init, in top-1 points: {', '.join(diffs)}." if diffs else ''
-    return txt + '\n\n' + _drop_empty_columns(protocol_table(res, order=[baseline, method])) + '\n\n' + verdict
