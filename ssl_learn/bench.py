@@ -279,6 +279,7 @@ def render(out='results', tier:str='cpu', img_prefix:str='') -> str:
     c = bench_compute_seconds(b)
     commits = sorted({r['_commit'] for rs in res.values() for r in rs if r.get('_commit')})
     machine = next(iter(res.values()))[0].get('_machine', '')
+    runs = json.loads((out/f'bench_{tier}.json').read_text())['runs'] if (out/f'bench_{tier}.json').exists() else []
     md = [bench_table(b), '',
           f"Rows: {len(res)} ({', '.join(row_order(res))}). Final-epoch figures; mean ± std over seeds or samplings where the "
           "protocol varies with them; `fN` is the stage (multi-head: best on held-out training images; SVM: best by "
@@ -287,7 +288,7 @@ def render(out='results', tier:str='cpu', img_prefix:str='') -> str:
           '**Wall time (s) / peak memory (MB) per protocol** (benchmark files come from one process per backbone, so the time of a protocol leaves out the features an earlier one extracted, and peak memory is that of the process so far):', '', cost_table({n: res[n] for n in row_order(res)}), '',
           f"Recorded compute: pre-training {c['pretrain']/60:.0f} min + protocols {c['protocols']/60:.0f} min = "
           f"{c['total']/3600:.2f} h. Machine: {machine}; commit(s): {', '.join(commits)}."]
-    if (fr := full_run(out, tier)) is not None: md += ['', full_run_report(fr)]
+    if runs: md += ['', full_run_report(full_run(out, tier))]
     md += [''] + [f"![{lab}]({img_prefix}bench_{tier}_{k}.png)" for k, lab in BENCH_PLOTS.items()]
     text = '\n'.join(md)
     tmpf = out/f'.bench_{tier}.md.tmp{os.getpid()}'; tmpf.write_text(text + '\n'); os.replace(tmpf, out/f'bench_{tier}.md')
