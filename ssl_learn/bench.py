@@ -311,7 +311,8 @@ def lightly_lines(method:str, root='results') -> list:
     "Markdown lines: each `compare_lightly_<method>[_seedN].json` (ours against lightly), and the mean ± std over seeds when several."
     import re, statistics as st
     root = find_results(root)
-    fs = sorted(root.glob(f'compare_lightly_{method}.json')) + sorted(root.glob(f'compare_lightly_{method}_seed*.json'))
+    seed_no = lambda f: int(s) if (s := f.stem.rpartition('_seed')[2]).isdigit() else -1
+    fs = sorted(root.glob(f'compare_lightly_{method}.json')) + sorted(root.glob(f'compare_lightly_{method}_seed*.json'), key=seed_no)
     cs = [json.loads(f.read_text()) for f in fs]
     lines = []
     for f, c in zip(fs, cs):

@@ -90,3 +90,7 @@ def test_method_report_lists_lightly_seeds(tmp_path):
     (tmp_path/'compare_lightly_simclr_seed1.json').write_text(json.dumps(c(82., 81., 1)))
     r = method_report('simclr', tmp_path)
     assert '(seed 1;' in r and 'over the 2 seeds' in r and 'ours 81.00 ± 1.41 vs theirs 81.00 ± 0.00' in r
+    for s in (10, 2):
+        (tmp_path/f'compare_lightly_simclr_seed{s}.json').write_text(json.dumps(c(81., 81., s)))
+    r = method_report('simclr', tmp_path)
+    assert r.index('(seed 1;') < r.index('(seed 2;') < r.index('(seed 10;')      # numeric order, not the file names'
