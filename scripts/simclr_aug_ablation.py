@@ -8,11 +8,9 @@ Variants:
                 between ops) producing our views, in the main process: isolates "augmentation code" from "training code"
   jitter_order  our batched pipeline with brightness/contrast/saturation/hue applied in a random order per image
                 (torchvision's ColorJitter does; ours applied brightness then contrast)
-  quantize      our batched pipeline with the views rounded to uint8 levels after the crop and after each jitter op
-                (PIL keeps 8-bit images between operations)
   perview       our pipeline, but each view through the backbone and head separately (BN statistics per view, as
                 lightly's loop; scripts/simclr_perview_bn.py ran seeds 0 and 1 of this)
-  pil_perview, jitter_order_perview   the two changes together
+  pil_perview   lightly's PIL transform and one pass per view together: lightly's whole data flow in our Learner
   contiguous    our pipeline without channels_last (model and views in the default memory format, as lightly's
                 side runs): on the CPU, channels_last BatchNorm is ~100x less precise (3e-6 vs 4e-8 relative error
                 against float64), the backbone's gradients ~60x (6e-3 vs 1e-4)
@@ -46,26 +44,22 @@ class PILViews(torch.nn.Module):
         return torch.stack([self.tf(Image.fromarray(xs[i, 0].numpy(), mode='L')) for i in range(len(xs))]).to(x.device)
 
 
-def _q(x): return (x * 255).round().div(255)
-
-
 class OrderedJitter(A.ColorJitter):
-    "ColorJitter with the four operations applied in a random order per image (as torchvision's); `quantize` rounds to 8 bits after each."
-    def __init__(self, *a, random_order=True, quantize=False, **kw):
-        super().__init__(*a, **kw); self.random_order, self.quantize = random_order, quantize
+    "ColorJitter with its operations applied in a random order per image (as torchvision's)."
+    def __init__(self, *a, random_order=True, **kw):
+        super().__init__(*a, **kw); self.random_order = random_order
     def forward(self, x):
         n, dev = len(x), x.device
         on = A._coin(n, self.p, dev).view(n, 1, 1, 1).to(x.dtype)
         fac = lambda a: 1 + (A._rand(n, -a, a, dev).clamp(min=-1)).view(n, 1, 1, 1) * on
         fb, fc, fs = fac(self.b), fac(self.c), fac(self.s)
-        q = _q if self.quantize else (lambda t: t)
-        def bright(t, m): return q((t * fb[m]).clamp(0, 1))
+        def bright(t, m): return (t * fb[m]).clamp(0, 1)
         def contrast(t, m):
             mu = A._gray(t).mean((1, 2, 3), keepdim=True)
-            return q(((t - mu) * fc[m] + mu).clamp(0, 1))
+            return ((t - mu) * fc[m] + mu).clamp(0, 1)
         def sat(t, m):
             if t.shape[1] == 1: return t
-            g = A._gray(t); return q(((t - g) * fs[m] + g).clamp(0, 1))
+            g = A._gray(t); return ((t - g) * fs[m] + g).clamp(0, 1)
         ops = [bright, contrast, sat]                       # hue: a no-op on grey images (the ablation's data)
         order = torch.stack([torch.randperm(len(ops), device=dev) for _ in range(n)]) if self.random_order else \
                 torch.arange(len(ops), device=dev).expand(n, -1)
@@ -79,20 +73,13 @@ class OrderedJitter(A.ColorJitter):
         return out
 
 
-
-def batched_variant(random_order, quantize):
+def random_order_jitter():
     def preset(name, size, scale=None, blur_p=None):
         v = A.view_preset(name, size, scale=scale, blur_p=blur_p)
         crop, jit, *rest = list(v)
         assert isinstance(jit, A.ColorJitter)
-        oj = OrderedJitter(jit.b, jit.c, jit.s, jit.h, p=jit.p, random_order=random_order, quantize=quantize)
-        mods = [crop] + ([_Quant()] if quantize else []) + [oj] + rest
-        return A.Views(*mods)
+        return A.Views(crop, OrderedJitter(jit.b, jit.c, jit.s, jit.h, p=jit.p), *rest)
     return preset
-
-
-class _Quant(torch.nn.Module):
-    def forward(self, x): return _q(x)
 
 
 def per_view(self, x1, x2):
@@ -115,11 +102,9 @@ _pil = lambda name, size, scale=None, blur_p=None: A.Views(PILViews(size))
 # name -> (the simclr builder's view pipeline, or None for ours; one backbone pass per view?)
 VARIANTS = {
     'pil': (_pil, False),
-    'jitter_order': (batched_variant(random_order=True, quantize=False), False),
-    'quantize': (batched_variant(random_order=False, quantize=True), False),
+    'jitter_order': (random_order_jitter(), False),
     'perview': (None, True),
     'pil_perview': (_pil, True),
-    'jitter_order_perview': (batched_variant(random_order=True, quantize=False), True),
     'contiguous': (None, False),
 }
 SETUP = {'contiguous': no_channels_last}

@@ -10,8 +10,7 @@ from ssl_learn.data import get_data
 from ssl_learn.learner import prepare_data
 from ssl_learn.eval import knn_eval
 from ssl_learn.methods.simclr import SimCLR
-def per_view(self, x1, x2):
-    return tuple(self.head(self.backbone(x)).float() for x in (x1, x2))
+from simclr_aug_ablation import per_view      # one backbone pass per view (simclr_aug_ablation.py's 'perview' variant runs the same)
 out = {}
 for seed in map(int, sys.argv[1].split(',')):
     SimCLR.forward = per_view
