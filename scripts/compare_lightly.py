@@ -220,6 +220,19 @@ def _decay_groups(model: nn.Module):
     return decay, no_decay
 
 
+class PlainSGD:
+    "The plain PyTorch loop's optimizer, set up as fastai's Learner does: SGD with momentum, decoupled weight decay on weights only (none on BN and biases)."
+    def __init__(self, model: nn.Module, lr: float, wd: float):
+        self.decay, self.no_decay = _decay_groups(model)
+        self.opt, self.wd = torch.optim.SGD([dict(params=self.decay), dict(params=self.no_decay)], lr=lr, momentum=0.9), wd
+    def step(self, loss, lr: float, mom: float):
+        "Backward `loss` and take one step at this step's `lr` and momentum."
+        for g in self.opt.param_groups: g['lr'], g['momentum'] = lr, mom
+        self.opt.zero_grad(set_to_none=True); loss.backward()
+        with torch.no_grad(): torch._foreach_mul_(self.decay, 1 - lr * self.wd)      # decoupled weight decay
+        self.opt.step()
+
+
 def run_theirs(entry, pre, tier, ref, seed: int, workers: int) -> dict:
     set_seed(seed)
     backbone = make_backbone(tier, pre)
@@ -228,19 +241,14 @@ def run_theirs(entry, pre, tier, ref, seed: int, workers: int) -> dict:
     model = side.model.train()
     dl = torch.utils.data.DataLoader(_PILDataset(pre.x, side.transform), batch_size=tier.bs, shuffle=True, drop_last=True,
                                      num_workers=workers, persistent_workers=workers > 0)
-    decay, no_decay = _decay_groups(model)
-    opt = torch.optim.SGD([dict(params=decay), dict(params=no_decay)], lr=tier.lr, momentum=0.9)
+    opt = PlainSGD(model, tier.lr, tier.wd)
     sched = _schedules(tier.lr, tier.epochs * len(dl))
     epochs, step, losses = [], 0, []
     for ep in range(tier.epochs):
         t0, n = time.time(), 0
         for views, _ in dl:
-            lr, mom = sched[step]
-            for g in opt.param_groups: g['lr'], g['momentum'] = lr, mom
             loss = side.step(model, views, step / len(sched))
-            opt.zero_grad(set_to_none=True); loss.backward()
-            with torch.no_grad(): torch._foreach_mul_(decay, 1 - lr * tier.wd)      # decoupled weight decay
-            opt.step()
+            opt.step(loss, *sched[step])
             losses.append(loss.item()); n += len(views[0]); step += 1
         dt = time.time() - t0
         epochs.append(dict(epoch=ep, seconds=round(dt, 2), images_per_s=round(n / dt, 1), loss=round(sum(losses[-len(dl):]) / len(dl), 4)))

@@ -43,17 +43,12 @@ def loops(steps=8):
             if self.training: self.losses.append(round(float(self.learn.loss.detach()), 4))
     fx = Fixed(); learn.fit_one_cycle(1, learn.lr, cbs=[fx])
     model = copy.deepcopy(learn.model); model.load_state_dict(state0); model.train()
-    decay, no_decay = cl._decay_groups(model)
-    opt = torch.optim.SGD([dict(params=decay), dict(params=no_decay)], lr=tier.lr, momentum=0.9)
-    manual = []
+    opt, manual = cl.PlainSGD(model, tier.lr, tier.wd), []
     for i, (lr, mom) in enumerate(cl._schedules(tier.lr, steps)):
-        for g in opt.param_groups: g['lr'], g['momentum'] = lr, mom
         loss = model.loss(model(*V[i]))
-        opt.zero_grad(set_to_none=True); loss.backward()
-        with torch.no_grad(): torch._foreach_mul_(decay, 1 - lr * tier.wd)
-        opt.step(); manual.append(round(loss.item(), 4))
+        opt.step(loss, lr, mom); manual.append(round(loss.item(), 4))
     no_wd = sum(1 for p in learn.model.parameters() if not learn.opt.state.get(p, {}).get('do_wd', True))
-    return dict(fastai=fx.losses, plain_loop=manual, equal=fx.losses == manual, fastai_no_wd_tensors=no_wd, plain_no_wd_tensors=len(no_decay))
+    return dict(fastai=fx.losses, plain_loop=manual, equal=fx.losses == manual, fastai_no_wd_tensors=no_wd, plain_no_wd_tensors=len(opt.no_decay))
 
 
 def losses():
