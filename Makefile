@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TIER ?= cpu
 OUT ?= runs/demo
 
-.PHONY: setup run test nbtest pytest export clean-nbs readme bench docs docs-setup docs-check
+.PHONY: setup run test lint nbtest pytest export clean-nbs readme bench docs docs-setup docs-check
 
 setup:
 	@VENV=$(VENV) bash scripts/setup.sh
@@ -13,10 +13,14 @@ setup:
 run: setup
 	$(BIN)/ssl_learn demo --tier $(TIER) --out $(OUT)
 
-test: setup
+test: setup lint
 	# two notebooks at a time, one thread each: two 2-thread processes on 2 cores fight over them
 	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
 	$(BIN)/python -m pytest -q tests
+
+# the exported package: 120 columns, no unused imports or undefined names (settings in pyproject.toml)
+lint: setup
+	$(BIN)/ruff check ssl_learn
 
 # notebook development
 export: setup
@@ -26,7 +30,7 @@ readme: setup
 	$(BIN)/python scripts/make_readme.py
 
 bench: setup
-	$(BIN)/python scripts/bench_foundation.py
+	$(BIN)/python -m experiments.bench_foundation
 
 # the docs site, offline (no Quarto): nbdev's processed notebooks rendered by Sphinx + MyST-NB into _site_offline/
 docs-setup: setup

@@ -12,7 +12,7 @@ builds the same pages from the same processed notebooks:
    description, `output-file`) becomes the page's heading and file name, so nbdev's links (`knn.html#...`) resolve;
    cell directives are honoured (`#| hide` / `include: false` drop a cell, `echo: false` hides its code,
    `output: false` its output).
-3. A results page is generated from `results/*.json` by `ssl_learn.bench.render`.
+3. A results page is generated from `results/bench/fmnist/cpu/` by `ssl_learn.bench.report.render`.
 4. `sphinx-build` renders `_site_offline/` (no notebook is executed: pages show the saved outputs).
 
 Usage: python scripts/build_docs.py [--out _site_offline] [--no-proc]      (`make docs`)
@@ -131,13 +131,12 @@ def build(out, do_proc=True, jobs=1):
     # the results page, generated from the JSON files
     sys.path.insert(0, str(ROOT)); os.chdir(ROOT)
     import matplotlib; matplotlib.use('Agg')
-    from ssl_learn.bench import render
-    md = render(ROOT/'results', 'cpu')
+    from ssl_learn.bench.report import render
+    md = render(ROOT/'results/bench', 'cpu', img_prefix='results/')
     (SRC/'results').mkdir()
-    for f in (ROOT/'results').glob('*.png'): shutil.copy(f, SRC/'results'/f.name)
-    md = re.sub(r'\]\((bench_[^)]+\.png)\)', r'](results/\1)', md)
-    (SRC/'results.md').write_text("# Results\n\n> The benchmark table and plots, generated from `results/*.json` by "
-                                  "`ssl_learn.bench.render` when the docs are built.\n\n" + md + '\n')
+    for f in (ROOT/'results/bench/fmnist/cpu').glob('*.png'): shutil.copy(f, SRC/'results'/f.name)
+    (SRC/'results.md').write_text("# Results\n\n> The benchmark table and plots, generated from `results/bench/` by "
+                                  "`ssl_learn.bench.report.render` when the docs are built.\n\n" + md + '\n')
     # the front page lists every page (Sphinx needs a toctree); nbdev's sidebar order: the notebooks' file names
     idx = json.loads((SRC/'index.ipynb').read_text())
     entries = ['results'] + [s for n, s, _, _ in pages if n != 'index.ipynb']

@@ -1,9 +1,9 @@
 """Check the built docs site in a real browser: serve it on localhost, drive headless Chromium (Debian's `chromium`)
 with Playwright, and for every page assert that it loads without console errors or failed requests, that every
 image has loaded (naturalWidth > 0), and that every internal link resolves (HTTP 200, and its #anchor exists on the
-target page). Screenshots of the front page and one method page go to results/screenshots/.
+target page). Screenshots of the front page and one method page go to results/site/screenshots/.
 
-Usage: python scripts/check_site.py [--site _site_offline] [--shots results/screenshots]    (`make docs-check`)
+Usage: python scripts/check_site.py [--site _site_offline] [--shots results/site/screenshots]    (`make docs-check`)
 Needs: `apt-get install chromium` (scripts/setup.sh does it with DOCS=1 as root) and `pip install -e ".[docs]"`.
 Exit status 1 if any page fails a check; a JSON report is written to <site>/check.json.
 """
@@ -35,7 +35,7 @@ def serve(site: Path):
     return srv, f"http://127.0.0.1:{srv.server_address[1]}/"
 
 
-def check(site, shots, chromium=None, method_page='rotation.html'):
+def check(site, shots, chromium=None, method_page='methods.rotation.html'):
     from playwright.sync_api import sync_playwright
     site = Path(site); t0 = time.time()
     pages = sorted(str(p.relative_to(site)) for p in site.rglob('*.html') if not p.name.startswith(('genindex', 'search', 'py-modindex')))
@@ -104,8 +104,8 @@ def check(site, shots, chromium=None, method_page='rotation.html'):
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--site', default=str(ROOT/'_site_offline')); ap.add_argument('--shots', default=str(ROOT/'results'/'screenshots'))
-    ap.add_argument('--chromium'); ap.add_argument('--method-page', default='rotation.html')
+    ap.add_argument('--site', default=str(ROOT/'_site_offline')); ap.add_argument('--shots', default=str(ROOT/'results'/'site'/'screenshots'))
+    ap.add_argument('--chromium'); ap.add_argument('--method-page', default='methods.rotation.html')
     a = ap.parse_args()
     r = check(a.site, a.shots, a.chromium, a.method_page)
     sys.exit(1 if r['failures'] else 0)

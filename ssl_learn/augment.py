@@ -10,8 +10,8 @@ import math, torch, torch.nn.functional as F
 from torch import nn
 
 # %% auto #0
-__all__ = ['to_float', 'RandomResizedCrop', 'ColorJitter', 'RandomGrayscale', 'Solarize', 'GaussianBlur', 'rotate90',
-           'all_rotations', 'Views', 'view_preset', 'bench_views']
+__all__ = ['VIEW_PRESETS', 'to_float', 'RandomResizedCrop', 'ColorJitter', 'RandomGrayscale', 'Solarize', 'GaussianBlur',
+           'rotate90', 'all_rotations', 'Views', 'view_preset', 'bench_views']
 
 # %% ../nbs/02_augment.ipynb #69b9c8f9
 def to_float(x:torch.Tensor) -> torch.Tensor:
@@ -35,7 +35,8 @@ class RandomResizedCrop(nn.Module):
         self.size, self.scale, self.ratio, self.flip_p, self.tries = size, scale, ratio, flip_p, tries
 
     def boxes(self, n, H, W, device):
-        "Crop boxes (cx, cy, w, h) in pixels, one row per sample, torchvision's sampling rule (whole image when no try fits)."
+        """Crop boxes (cx, cy, w, h) in pixels, one row per sample, torchvision's sampling rule (whole image when no try
+        fits)."""
         t = self.tries
         area = _rand(n*t, *self.scale, device).view(n, t) * H * W
         logr = _rand(n*t, math.log(self.ratio[0]), math.log(self.ratio[1]), device).view(n, t)
@@ -47,7 +48,8 @@ class RandomResizedCrop(nn.Module):
         sel = first.clamp(min=0)
         w = torch.where(first >= 0, w.gather(1, sel[:,None])[:,0], torch.full((n,), float(W), device=device))
         h = torch.where(first >= 0, h.gather(1, sel[:,None])[:,0], torch.full((n,), float(H), device=device))
-        x0 = (torch.rand(n, device=device) * (W - w + 1)).floor(); y0 = (torch.rand(n, device=device) * (H - h + 1)).floor()
+        x0 = (torch.rand(n, device=device) * (W - w + 1)).floor(); y0 = (torch.rand(n,
+                device=device) * (H - h + 1)).floor()
         return torch.stack([x0 + w/2, y0 + h/2, w, h], 1)
 
     def forward(self, x):
@@ -80,7 +82,8 @@ class ColorJitter(nn.Module):
             out = ((out - g) * f(self.s) + g).clamp(0, 1)                   # saturation
             if self.h > 0:                                                  # hue: rotate I/Q
                 ang = (_rand(n, -self.h, self.h, dev) * 2 * math.pi).view(n,1,1) * on.view(n,1,1)
-                T = torch.tensor([[0.299,0.587,0.114],[0.596,-0.274,-0.322],[0.211,-0.523,0.312]], device=dev, dtype=x.dtype)
+                T = torch.tensor([[0.299,0.587,0.114],[0.596,-0.274,-0.322],[0.211,-0.523,0.312]], device=dev,
+                                 dtype=x.dtype)
                 yiq = torch.einsum('ij,njhw->nihw', T, out)
                 i, q = yiq[:,1], yiq[:,2]
                 c, s = ang.cos(), ang.sin()
@@ -150,17 +153,33 @@ class Views(nn.Sequential):
     def forward(self, x):
         return super().forward(to_float(x))
 
+VIEW_PRESETS = ('none', 'basic', 'instdisc', 'cluster', 'simclr', 'mocov2', 'byol', 'byol2')
+
 def view_preset(name:str, size:int, scale=None, blur_p=None) -> Views:
-    "An augmentation pipeline by name: 'none', 'basic', 'simclr', 'mocov2', 'byol' (`size` is the output side)."
-    lo = scale[0] if scale else 0.2 if size < 64 else 0.08
+    "An augmentation pipeline by name, one of `VIEW_PRESETS` (`size` is the output side)."
+    lo = scale[0] if scale else 0.2 if size < 64 or name in ('mocov2',
+                                                             # MoCo v2's pipeline: (0.2, 1) at every size
+                                                             'instdisc') else 0.08
     sc = (lo, scale[1] if scale else 1.0)
     kb = lambda p: GaussianBlur((0.1, 2.0 * size/224 if size < 224 else 2.0), p=p if blur_p is None else blur_p)
     if name == 'none': return Views()
     if name == 'basic': return Views(RandomResizedCrop(size, sc))
-    if name == 'simclr': return Views(RandomResizedCrop(size, sc), ColorJitter(0.8,0.8,0.8,0.2,p=0.8), RandomGrayscale(0.2), kb(0.5))
-    if name == 'mocov2': return Views(RandomResizedCrop(size, sc), ColorJitter(0.4,0.4,0.4,0.1,p=0.8), RandomGrayscale(0.2), kb(0.5))
-    if name == 'byol': return Views(RandomResizedCrop(size, sc), ColorJitter(0.4,0.4,0.2,0.1,p=0.8), RandomGrayscale(0.2), kb(1.0), Solarize(0.5, 0.0))
-    raise ValueError(f"Unknown view preset {name!r}; choose 'none', 'basic', 'simclr', 'mocov2' or 'byol'")
+    if name == 'simclr':
+        return Views(RandomResizedCrop(size, sc), ColorJitter(0.8,0.8,0.8,0.2,p=0.8), RandomGrayscale(0.2), kb(0.5))
+    if name == 'mocov2':
+        return Views(RandomResizedCrop(size, sc), ColorJitter(0.4,0.4,0.4,0.1,p=0.8), RandomGrayscale(0.2), kb(0.5))
+    if name == 'instdisc':
+        return Views(RandomResizedCrop(size, sc), RandomGrayscale(0.2), ColorJitter(0.4,0.4,0.4,0.4,p=1.0))
+    if name == 'cluster':
+        return Views(RandomResizedCrop(size, sc), ColorJitter(0.4,0.4,1.0,0.5,p=1.0), RandomGrayscale(0.2))
+    if name == 'byol':
+        return Views(RandomResizedCrop(size, sc), ColorJitter(0.4,0.4,0.2,0.1,p=0.8), RandomGrayscale(0.2), kb(1.0),
+                     Solarize(0.5, 0.0))
+    if name == 'byol2':
+        kb2 = GaussianBlur((0.1, 2.0 * size/224 if size < 224 else 2.0), p=0.1 if blur_p is None else blur_p)
+        return Views(RandomResizedCrop(size, sc), ColorJitter(0.4,0.4,0.2,0.1,p=0.8), RandomGrayscale(0.2), kb2,
+                     Solarize(0.5, 0.2))
+    raise ValueError(f"Unknown view preset {name!r}; choose one of {VIEW_PRESETS}")
 
 # %% ../nbs/02_augment.ipynb #9c162e35
 def bench_views(x:torch.Tensor, size:int, reps:int=3) -> dict:
@@ -169,8 +188,10 @@ def bench_views(x:torch.Tensor, size:int, reps:int=3) -> dict:
     from torchvision.transforms import v2 as T
     xf = to_float(x)
     per = T.Compose([T.RandomResizedCrop(size, (0.2, 1.0), antialias=False), T.RandomHorizontalFlip(),
-                     T.RandomApply([T.ColorJitter(0.4,0.4,0.2 if x.shape[1]==3 else 0,0.1 if x.shape[1]==3 else 0)], p=0.8),
-                     T.RandomGrayscale(0.2), T.RandomApply([T.GaussianBlur(2*math.ceil(3*2.0*size/224)+1, (0.1, 2.0*size/224))], p=1.0),
+                     T.RandomApply([T.ColorJitter(0.4,0.4,0.2 if x.shape[1]==3 else 0,0.1 if x.shape[1]==3 else 0)],
+                                   p=0.8),
+                     T.RandomGrayscale(0.2), T.RandomApply([T.GaussianBlur(2*math.ceil(3*2.0*size/224)+1,
+                             (0.1, 2.0*size/224))], p=1.0),
                      T.RandomSolarize(0.5, p=0.2)])
     bat = Views(RandomResizedCrop(size, (0.2, 1.0)), ColorJitter(0.4,0.4,0.2,0.1,p=0.8), RandomGrayscale(0.2),
                 GaussianBlur((0.1, 2.0*size/224), p=1.0), Solarize(0.5, 0.2))

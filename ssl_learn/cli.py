@@ -8,19 +8,23 @@ Docs: https://ssl-learn.github.io/ssl_learn/cli.html.md"""
 from __future__ import annotations
 import argparse, json, sys, time
 from pathlib import Path
-import torch
-from .core import get_tier, list_methods, METHODS, atomic_save, provenance, set_seed, peak_memory_mb, TIERS
-from .data import DATASETS
-from .models import load_backbone
-from .eval import knn_eval, KNN_KS
-from .learner import train, prepare_data, make_backbone, plot_history
-from .evaluate import evaluate, format_table, PROTOCOL_NAMES, BASELINES
+from .method import list_methods, METHODS
+from .core import get_tier, atomic_save, provenance, set_seed, peak_memory_mb, TIERS
+from .features import extract_features, knn_accuracy, KNN_KS
+from .eval.knn import knn_eval
+from .data import DATASETS, prepare_data
+from .models import load_backbone, make_backbone
+from .learner import train, plot_history
+from .eval.protocols import evaluate, format_table, PROTOCOL_NAMES, BASELINES
+from .bench.run import bench
+from .bench.report import render
 
 # %% auto #0
 __all__ = ['demo', 'demo_report', 'main']
 
 # %% ../nbs/90_cli.ipynb #f0059595
-def demo(tier:str='cpu', out='runs/demo', method:str='rotation', data:str='fmnist', epochs:int|None=None, seed:int=0) -> dict:
+def demo(tier:str='cpu', out='runs/demo', method:str='rotation', data:str='fmnist', epochs:int|None=None,
+         seed:int=0) -> dict:
     "Pre-train `method` at `tier`, compare kNN with random init, write results.json and training.png to `out`."
     out = Path(out); t_all = time.time()
     print(f"== ssl_learn demo: {method} on {data}, tier '{tier}' -> {out}")
@@ -34,9 +38,9 @@ def demo(tier:str='cpu', out='runs/demo', method:str='rotation', data:str='fmnis
     for name, bb in [('random init', rand), (method, trained)]:
         for r in knn_eval(bb, etrn, etst, ks=KNN_KS, T=(0.07, 0.1), progress=True):
             r.update(model=name); rows.append(r)
-    from ssl_learn.eval import extract_features, knn_accuracy
     k = min(20, len(bank))
-    rand_mon = knn_accuracy(extract_features(rand, bank.x), bank.y, extract_features(rand, query.x), query.y, ks=(k,))[k]
+    rand_mon = knn_accuracy(extract_features(rand, bank.x), bank.y, extract_features(rand, query.x), query.y,
+                            ks=(k,))[k]
     hist = summary['history']
     res = dict(method=method, data=data, tier=tier, rows=rows, history=hist, random_init_monitor=rand_mon,
                train_seconds=summary['seconds'], total_seconds=round(time.time()-t_all, 1),
@@ -53,20 +57,27 @@ def demo_report(res:dict) -> str:
     "The demo's summary as text: kNN top-1 of random init vs the trained backbone per setting, then training figures."
     m = res['method']; rows = res['rows']
     settings = [r['setting'] for r in rows if r['model'] == 'random init']
-    table = [dict(setting=s, **{k: next(r['value'] for r in rows if r['model'] == k and r['setting'] == s) for k in ('random init', m)}) for s in settings]
+    table = [dict(setting=s,
+                  **{k: next(r['value'] for r in rows if r['model'] == k and r['setting'] == s)
+                     for k in ('random init', m)}) for s in settings]
     for t in table: t['delta'] = f"{t[m] - t['random init']:+.2f}"
     h = res['history'][-1] if res['history'] else {}
     n_tr, n_te = rows[0]['n_train'], rows[0]['n_test']
     a = res['arch']
     lines = [f"kNN top-1 (%) on the {res['data']} test set ({n_te} images; memory: {n_tr} labeled training images)",
-             (f"backbone: ResNet-{a['depth']}, width {a['width']}, stem '{a['stem']}', {a['in_chans']} channel(s); tier '{res['tier']}'" if 'depth' in a else
-              f"backbone: ViT dim {a['dim']}, {a['depth']} blocks, patch {a['patch_size']}, {a['in_chans']} channel(s); tier '{res['tier']}'"),
+             (f"backbone: ResNet-{a['depth']}, width {a['width']}, stem '{a['stem']}', {a['in_chans']} channel(s); "
+              f"tier '{res['tier']}'" if 'depth' in a else
+              f"backbone: ViT dim {a['dim']}, {a['depth']} blocks, patch {a['patch_size']}, {a['in_chans']} "
+              f"channel(s); tier '{res['tier']}'"),
              format_table(table, cols=('setting', 'random init', m, 'delta')), '',
              f"pretext accuracy (held-out, last epoch): {h.get('accuracy', float('nan'))*100:.1f}%",
-             f"held-out kNN monitor per epoch: {[h_['knn20'] for h_ in res['history'] if 'knn20' in h_]} (random init {res['random_init_monitor']:.2f})",
-             f"training: {h.get('images_per_s', 0):.0f} images/s ({h.get('views_per_s', 0):.0f} views/s), {res['train_seconds']:.0f} s; "
+             f"held-out kNN monitor per epoch: {[h_['knn20'] for h_ in res['history'] if 'knn20' in h_]} (random init "
+             f"{res['random_init_monitor']:.2f})",
+             f"training: {h.get('images_per_s', 0):.0f} images/s ({h.get('views_per_s', 0):.0f} views/s), "
+             f"{res['train_seconds']:.0f} s; "
              f"peak memory {res['peak_memory_mb']:.0f} MB; whole demo {res['total_seconds']:.0f} s",
-             f"machine: {res['machine']['cpu']}, {res['machine']['cores']} cores, torch {res['machine']['torch']}; commit {res['commit']}; command: {res['command']}"]
+             f"machine: {res['machine']['cpu']}, {res['machine']['cores']} cores, torch {res['machine']['torch']}; "
+             f"commit {res['commit']}; command: {res['command']}"]
     return '\n'.join(lines)
 
 # %% ../nbs/90_cli.ipynb #236f9932
@@ -74,34 +85,48 @@ def _ints(s): return tuple(int(v) for v in s.split(','))
 
 def main(argv=None):
     "Entry point of the `ssl_learn` console script."
-    p = argparse.ArgumentParser(prog='ssl_learn', description='Self-supervised visual representation learning: train, evaluate, list methods.')
+    p = argparse.ArgumentParser(prog='ssl_learn', description='Self-supervised visual representation learning: '
+                                                              'train, evaluate, list methods.')
     sub = p.add_subparsers(dest='cmd', required=True)
     sub.add_parser('methods', help='list the methods')
     t = sub.add_parser('train', help='pre-train a method, writing a checkpoint per epoch and a JSON log')
     t.add_argument('method'); t.add_argument('--data', default='fmnist', help=f'one of {DATASETS}')
     t.add_argument('--tier', default='cpu', choices=sorted(TIERS)); t.add_argument('--out', required=True)
     t.add_argument('--epochs', type=int); t.add_argument('--bs', type=int); t.add_argument('--lr', type=float)
-    t.add_argument('--seed', type=int, default=0); t.add_argument('--no-resume', action='store_true', help='start over even if OUT has a checkpoint')
+    t.add_argument('--seed', type=int, default=0)
+    t.add_argument('--no-resume', action='store_true', help='start over even if OUT has a checkpoint')
     t.add_argument('--no-monitor', action='store_true', help='skip the per-epoch kNN monitor')
-    t.add_argument('--arch', help="backbone: resnet18/34/50, vit_tiny, vit_small (default: the method's, else the tier's)")
+    t.add_argument('--arch',
+                   help="backbone: resnet18/34/50, vit_tiny, vit_small (default: the method's, else the tier's)")
     e = sub.add_parser('eval', help="evaluate a backbone checkpoint, or a baseline ('random', 'pixels')")
     e.add_argument('ckpt', help=f"backbone .pth file, or one of {BASELINES}")
     e.add_argument('--protocol', default='knn', help=f"comma-separated from {list(PROTOCOL_NAMES)}, or 'all'")
     e.add_argument('--data', default='fmnist'); e.add_argument('--tier', default='cpu', choices=sorted(TIERS))
-    e.add_argument('--ks', type=_ints, help='kNN k values (default 10,20,100,200)'); e.add_argument('--T', type=float, help='kNN temperature (default 0.07)')
-    e.add_argument('--seed', type=int, default=0); e.add_argument('--out', help='JSON file for the results (default: beside the checkpoint, or results_<baseline>.json)')
+    e.add_argument('--ks', type=_ints, help='kNN k values (default 10,20,100,200)')
+    e.add_argument('--T', type=float, help='kNN temperature (default 0.07)')
+    e.add_argument('--seed', type=int, default=0)
+    e.add_argument('--out',
+                   help='JSON file for the results (default: beside the checkpoint, or results_<baseline>.json)')
     e.add_argument('--settings', help="protocol settings by name (default: the tier's), e.g. 'cpu_bench'")
-    b = sub.add_parser('bench', help='pre-train methods and run the protocols, one JSON per (method, protocol), then the tables and plots')
-    b.add_argument('--tier', default='cpu', choices=sorted(TIERS)); b.add_argument('--methods', default='all', help="'all' or a comma-separated list")
+    b = sub.add_parser('bench', help='pre-train methods and run the protocols, one JSON per (method, protocol), '
+                                     'then the tables and plots')
+    b.add_argument('--tier', default='cpu', choices=sorted(TIERS))
+    b.add_argument('--methods', default='all', help="'all' or a comma-separated list")
     b.add_argument('--protocols', default='all', help=f"'all' or comma-separated from {list(PROTOCOL_NAMES)}")
-    b.add_argument('--out', default='results'); b.add_argument('--data', default='fmnist'); b.add_argument('--runs', default='runs')
+    b.add_argument('--out', default='results/bench', help='results root: files go to OUT/DATA/TIER/')
+    b.add_argument('--data', default='fmnist')
+    b.add_argument('--runs', default='runs', help='pre-training runs root: RUNS/DATA/TIER/METHOD/')
     b.add_argument('--force', action='store_true', help='retrain and re-run what is already done')
-    b.add_argument('--settings', help="protocol settings by name (default: 'cpu_bench' at the cpu tier, else the tier's)")
+    b.add_argument('--settings',
+                   help="protocol settings by name (default: 'cpu_bench' at the cpu tier, else the tier's)")
     b.add_argument('--no-baselines', action='store_true', help='skip random / pixels / supervised')
-    b.add_argument('--lock', help='hold this file lock (flock) for the whole run, e.g. /tmp/ssl_cpu.lock on a shared machine')
+    b.add_argument('--lock',
+                   help='hold this file lock (flock) for the whole run, e.g. /tmp/ssl_cpu.lock on a shared machine')
     d = sub.add_parser('demo', help="the README's main job: pre-train, evaluate against random init, plot")
     d.add_argument('--tier', default='cpu', choices=sorted(TIERS)); d.add_argument('--out', default='runs/demo')
-    d.add_argument('--method', default='rotation'); d.add_argument('--data', default='fmnist'); d.add_argument('--epochs', type=int)
+    d.add_argument('--method', default='rotation')
+    d.add_argument('--data', default='fmnist')
+    d.add_argument('--epochs', type=int)
     a = p.parse_args(argv)
     try:
         if a.cmd == 'methods':
@@ -113,17 +138,18 @@ def main(argv=None):
             print(f"backbone: {s['backbone']}  log: {Path(a.out)/'log.json'}  summary: {Path(a.out)/'train.json'}")
         elif a.cmd == 'eval':
             knn = {k: v for k, v in dict(ks=a.ks, T=a.T).items() if v is not None}
-            rows = evaluate(a.ckpt, a.protocol, a.data, a.tier, seed=a.seed, overrides=dict(knn=knn), progress=True, settings=a.settings)
+            rows = evaluate(a.ckpt, a.protocol, a.data, a.tier, seed=a.seed, overrides=dict(knn=knn), progress=True,
+                            settings=a.settings)
             print(format_table(rows))
-            out = Path(a.out) if a.out else (Path(a.ckpt).with_name(Path(a.ckpt).stem + '_eval.json') if a.ckpt not in BASELINES else Path(f'eval_{a.ckpt}.json'))
+            out = Path(a.out) if a.out else (Path(a.ckpt).with_name(Path(a.ckpt).stem + '_eval.json')
+                                             if a.ckpt not in BASELINES else Path(f'eval_{a.ckpt}.json'))
             atomic_save(dict(rows=rows, **provenance()), out); print(f"results: {out}")
         elif a.cmd == 'demo':
             demo(a.tier, a.out, a.method, a.data, a.epochs)
         elif a.cmd == 'bench':
-            from ssl_learn.bench import bench, render
             log = bench(a.tier, a.methods, a.protocols, a.out, force=a.force, data=a.data, settings=a.settings,
                         baselines=not a.no_baselines, runs=a.runs, lock=a.lock)
-            render(a.out, a.tier)
+            render(a.out, a.tier, a.data)
             if log['failed']: sys.exit(1)
     except (ValueError, FileNotFoundError, NotADirectoryError) as err:
         print(f"ssl_learn {a.cmd}: error: {err}", file=sys.stderr); sys.exit(2)

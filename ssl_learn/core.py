@@ -7,15 +7,15 @@ Docs: https://ssl-learn.github.io/ssl_learn/core.html.md"""
 # %% ../nbs/00_core.ipynb #a4492163
 from __future__ import annotations
 import os, json, random, platform, subprocess, time, resource, warnings
-from dataclasses import dataclass, field, asdict, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 import torch
 # fastai imports torch.jit.script, which recent torch flags as deprecated on every import: not our users' concern
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*', category=FutureWarning)
 
 # %% auto #0
-__all__ = ['TIERS', 'METHODS', 'Tier', 'get_tier', 'default_device', 'set_seed', 'peak_memory_mb', 'atomic_save', 'git_commit',
-           'machine_info', 'provenance', 'register_method', 'list_methods', 'get_method']
+__all__ = ['TIERS', 'Tier', 'get_tier', 'default_device', 'set_seed', 'peak_memory_mb', 'atomic_save', 'git_commit',
+           'machine_info', 'provenance']
 
 # %% ../nbs/00_core.ipynb #d2c6ab3b
 @dataclass
@@ -38,17 +38,22 @@ class Tier:
     def __post_init__(self):
         for k in ('epochs','bs','width','n_monitor'):
             v = getattr(self, k)
-            if not isinstance(v, int) or v < 1: raise ValueError(f"Tier {self.name!r}: {k} must be a positive int, got {v!r}")
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"Tier {self.name!r}: {k} must be a positive int, got {v!r}")
         for k in ('n_train','n_eval_train','n_eval_test'):
             v = getattr(self, k)
-            if v is not None and (not isinstance(v, int) or v < 1): raise ValueError(f"Tier {self.name!r}: {k} must be None or a positive int, got {v!r}")
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ValueError(f"Tier {self.name!r}: {k} must be None or a positive int, got {v!r}")
         if not self.lr > 0: raise ValueError(f"Tier {self.name!r}: lr must be > 0, got {self.lr!r}")
 
 # %% ../nbs/00_core.ipynb #2c73875b
 TIERS = {
-    'test': Tier('test', n_train=512, n_eval_train=512, n_eval_test=256, n_monitor=256, epochs=1, bs=64, width=16, lr=0.05),
-    'cpu':  Tier('cpu',  n_train=16384, n_eval_train=None, n_eval_test=None, n_monitor=4096, epochs=3, bs=256, width=32, lr=0.05),
-    'gpu':  Tier('gpu',  n_train=None, n_eval_train=None, n_eval_test=None, n_monitor=10000, epochs=100, bs=512, width=64, lr=0.2),
+    'test': Tier('test', n_train=512, n_eval_train=512, n_eval_test=256, n_monitor=256, epochs=1, bs=64, width=16,
+                 lr=0.05),
+    'cpu':  Tier('cpu',  n_train=16384, n_eval_train=None, n_eval_test=None, n_monitor=4096, epochs=3, bs=256,
+                 width=32, lr=0.05),
+    'gpu':  Tier('gpu',  n_train=None, n_eval_train=None, n_eval_test=None, n_monitor=10000, epochs=100, bs=512,
+                 width=64, lr=0.2),
 }
 
 def get_tier(name:str|Tier, **overrides) -> Tier:
@@ -80,20 +85,26 @@ def peak_memory_mb(device=None) -> float:
 
 # %% ../nbs/00_core.ipynb #8f3a5c58
 def atomic_save(obj, path):
-    "`torch.save` (or JSON for `.json` paths) to `path` via a temporary file and an atomic rename."
+    "Write `obj` to `path` via a temporary file beside it and an atomic rename: JSON, text, a figure, or `torch.save`."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    if path.suffix == '.json': tmp.write_text(json.dumps(obj, indent=2, default=str))
-    else: torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        if path.suffix == '.json': tmp.write_text(json.dumps(obj, indent=2, default=str))
+        elif isinstance(obj, str): tmp.write_text(obj)
+        elif hasattr(obj, 'savefig'): obj.savefig(tmp, dpi=110, format=path.suffix.lstrip('.') or 'png')
+        else: torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally: tmp.unlink(missing_ok=True)   # a failed write leaves no partial file behind
     return path
 
 # %% ../nbs/00_core.ipynb #b4a2d0fa
 def git_commit(path='.') -> str:
     "The current git commit (with `+dirty` if the tree has changes), or 'unknown'."
     try:
-        c = subprocess.run(['git','rev-parse','--short','HEAD'], cwd=path, capture_output=True, text=True, timeout=10).stdout.strip()
-        d = subprocess.run(['git','status','--porcelain','--untracked-files=no'], cwd=path, capture_output=True, text=True, timeout=10).stdout.strip()
+        c = subprocess.run(['git','rev-parse','--short','HEAD'], cwd=path, capture_output=True, text=True,
+                           timeout=10).stdout.strip()
+        d = subprocess.run(['git','status','--porcelain','--untracked-files=no'], cwd=path, capture_output=True,
+                           text=True, timeout=10).stdout.strip()
         return (c + ('+dirty' if d else '')) if c else 'unknown'
     except Exception: return 'unknown'
 
@@ -112,24 +123,12 @@ def provenance(**extra) -> dict:
     return dict(commit=git_commit(Path(__file__).parent if '__file__' in globals() else '.'), machine=machine_info(),
                 time=time.strftime('%Y-%m-%dT%H:%M:%S%z'), command=' '.join(sys.argv), **extra)
 
-# %% ../nbs/00_core.ipynb #6def5234
-METHODS = {}
 
-def register_method(name:str, summary:str='', arch:str|None=None):
-    "Decorator: register a method builder `f(backbone, size, tier, data, **kw) -> (model, callback)` under `name`; `arch`: its default backbone (e.g. 'vit_tiny'), used unless one is asked for."
-    def _inner(f):
-        METHODS[name] = dict(builder=f, summary=summary or (f.__doc__ or '').strip().split('\n')[0], module=f.__module__, arch=arch)
-        return f
-    return _inner
-
-def list_methods() -> list:
-    "Names of the registered methods, importing every method module first."
-    import importlib, pkgutil, ssl_learn.methods as m
-    for mod in pkgutil.iter_modules(m.__path__): importlib.import_module(f'ssl_learn.methods.{mod.name}')
-    return sorted(METHODS)
-
-def get_method(name:str):
-    "The registry entry of method `name` (clear error listing the known ones)."
-    names = list_methods()
-    if name not in METHODS: raise ValueError(f"Unknown method {name!r}; available: {', '.join(names)}")
-    return METHODS[name]
+# %% ../nbs/98_compat.ipynb #5825b630
+"""Deprecated names: the method registry moved to `ssl_learn.method`."""
+from ssl_learn.compat import _forwarder
+__getattr__ = _forwarder('ssl_learn.core', dict(
+          METHODS='ssl_learn.method',
+          register_method='ssl_learn.method',
+          list_methods='ssl_learn.method',
+          get_method='ssl_learn.method'))

@@ -6,19 +6,20 @@ Docs: https://ssl-learn.github.io/ssl_learn/data.html.md"""
 
 # %% ../nbs/01_data.ipynb #da83cf0f
 from __future__ import annotations
-import gzip, os, pickle, tarfile, warnings, urllib.request
+import gzip, os, pickle, warnings, urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, torch
 from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
 from fastai.torch_core import to_device
-from .core import get_tier, Tier
+from .core import get_tier, default_device, Tier
 
 # %% auto #0
 __all__ = ['FMNIST_CLASSES', 'FMNIST_FILES', 'FMNIST_URL', 'DEBIAN_FMNIST', 'IMG_EXTS', 'CIFAR10_CLASSES', 'STL10_CLASSES',
            'DATASETS', 'ImageData', 'data_home', 'read_idx', 'load_fmnist', 'show_images', 'load_image_folder',
-           'load_cifar10', 'load_stl10', 'load_imagenette', 'get_data', 'TensorDL', 'ssl_dls']
+           'load_cifar10', 'load_stl10', 'load_imagenette', 'get_data', 'TensorDL', 'ssl_dls', 'class_name',
+           'check_labeled', 'prepare_data']
 
 # %% ../nbs/01_data.ipynb #b97b9577
 @dataclass
@@ -41,7 +42,8 @@ class ImageData:
 
     def __len__(self): return len(self.x)
     @property
-    def n_classes(self): return len(self.classes) if self.classes else (int(self.y.max())+1 if self.y is not None else 0)
+    def n_classes(self):
+        return len(self.classes) if self.classes else (int(self.y.max())+1 if self.y is not None else 0)
     @property
     def shape(self): return tuple(self.x.shape[1:])
 
@@ -53,7 +55,8 @@ class ImageData:
             per = [torch.nonzero(self.y==c).flatten() for c in self.y.unique()]
             per = [p[torch.randperm(len(p), generator=g)] for p in per]
             # round-robin over classes keeps the proportions even for small n
-            inter = torch.stack([torch.nn.functional.pad(p, (0, max(map(len,per))-len(p)), value=-1) for p in per], 1).flatten()
+            inter = torch.stack([torch.nn.functional.pad(p, (0, max(map(len,per))-len(p)), value=-1) for p in per],
+                                1).flatten()
             idx = inter[inter >= 0][:n]
         else: idx = torch.randperm(len(self), generator=g)[:n]
         idx = idx.sort().values
@@ -87,12 +90,14 @@ def read_idx(path) -> np.ndarray:
     path = Path(path)
     try:
         with (gzip.open if path.suffix == '.gz' else open)(path, 'rb') as f: raw = f.read()
-    except (OSError, EOFError) as e: raise ValueError(f"{path}: cannot read IDX file ({e}); the file is corrupt or truncated") from e
+    except (OSError, EOFError) as e:
+        raise ValueError(f"{path}: cannot read IDX file ({e}); the file is corrupt or truncated") from e
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 8:
         raise ValueError(f"{path}: not an unsigned-byte IDX file (bad magic number)")
     nd = raw[3]; dims = [int.from_bytes(raw[4+4*i:8+4*i], 'big') for i in range(nd)]
     n = int(np.prod(dims)); off = 4 + 4*nd
-    if len(raw) - off != n: raise ValueError(f"{path}: header says {dims} ({n} bytes) but file has {len(raw)-off}; truncated?")
+    if len(raw) - off != n:
+        raise ValueError(f"{path}: header says {dims} ({n} bytes) but file has {len(raw)-off}; truncated?")
     return np.frombuffer(raw, dtype=np.uint8, offset=off).reshape(dims)
 
 def _find_fmnist(path=None, download=True) -> Path:
@@ -113,7 +118,8 @@ def _find_fmnist(path=None, download=True) -> Path:
         except Exception as e: err = e
     else: err = 'download=False'
     raise FileNotFoundError(
-        f"Fashion-MNIST not found in {DEBIAN_FMNIST} or {data_home()/'fashion-mnist'}, and the download failed ({err}).\n"
+        f"Fashion-MNIST not found in {DEBIAN_FMNIST} or {data_home()/'fashion-mnist'}, and the download failed "
+                            f"({err}).\n"
         f"Install it with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or put the four IDX .gz files "
         f"({', '.join(names)}) in a folder and pass it as `path=` (or set SSL_LEARN_DATA).")
 
@@ -124,7 +130,8 @@ def load_fmnist(split:str='train', path=None, download:bool=True) -> ImageData:
     xi, yi = FMNIST_FILES[split]
     x, y = read_idx(root/xi), read_idx(root/yi)
     if len(x) != len(y): raise ValueError(f"{root}: {len(x)} images but {len(y)} labels in the {split} split")
-    return ImageData(torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype(np.int64)), FMNIST_CLASSES, f'fmnist-{split}')
+    return ImageData(torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype(np.int64)), FMNIST_CLASSES,
+                     f'fmnist-{split}')
 
 # %% ../nbs/01_data.ipynb #e4f59935
 def show_images(x, labels=None, nrow:int=8, size:float=1.2, title=None):
@@ -166,7 +173,8 @@ def _square(im, size):
     w, h = im.size; l, t = (w-size)//2, (h-size)//2
     return im.crop((l, t, l+size, t+size))
 
-def load_image_folder(path, size:int|None=None, labeled:bool|None=None, on_error:str='raise', name:str|None=None) -> ImageData:
+def load_image_folder(path, size:int|None=None, labeled:bool|None=None, on_error:str='raise',
+                      name:str|None=None) -> ImageData:
     "Images under `path` as `ImageData`; class per sub-folder when `labeled` (auto: when there are sub-folders)."
     path = Path(path)
     if on_error not in ('raise','skip'): raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -193,11 +201,13 @@ def load_image_folder(path, size:int|None=None, labeled:bool|None=None, on_error
         im = _decode(f, on_error)
         if im is not None: ims.append(im); ys.append(y)
     if not ims: raise ValueError(f"Image folder {path}: no image could be decoded")
-    mode = 'L' if all(im.mode in ('L','1','I;16','I') or (im.mode == 'P' and not _has_colour(im)) for im in ims) else 'RGB'
+    mode = 'L' if all(im.mode in ('L','1','I;16','I') or (im.mode == 'P' and not _has_colour(im))
+                      for im in ims) else 'RGB'
     sizes = {im.size for im in ims}
     if size is None and len(sizes) > 1:
         size = int(np.median([min(s) for s in sizes]))
-        warnings.warn(f"{path}: images have {len(sizes)} different sizes; resizing to {size}×{size} (pass size= to choose)")
+        warnings.warn(f"{path}: images have {len(sizes)} different sizes; resizing to {size}×{size} (pass size= to "
+                      "choose)")
     arrs = []
     for im in ims:
         im = im.convert(mode)
@@ -218,7 +228,9 @@ STL10_CLASSES = ['airplane','bird','car','cat','deer','dog','horse','monkey','sh
 def _fetch(url, root, md5=None):
     from torchvision.datasets.utils import download_and_extract_archive
     try: download_and_extract_archive(url, str(root), md5=md5)
-    except Exception as e: raise FileNotFoundError(f"Could not download {url} into {root} ({e}). Download it by hand and extract it there.") from e
+    except Exception as e:
+        raise FileNotFoundError(f"Could not download {url} into {root} ({e}). "
+                                "Download it by hand and extract it there.") from e
 
 def load_cifar10(split:str='train', root=None, download:bool=False) -> ImageData:
     "CIFAR-10 `split` from `root/cifar-10-batches-py` (the python version), 3×32×32 uint8."
@@ -226,7 +238,9 @@ def load_cifar10(split:str='train', root=None, download:bool=False) -> ImageData
     root = Path(root or data_home()); d = root/'cifar-10-batches-py'
     names = [f'data_batch_{i}' for i in range(1,6)] if split == 'train' else ['test_batch']
     if not all((d/n).exists() for n in names):
-        if not download: raise FileNotFoundError(f"CIFAR-10 files {names} not found in {d}; pass download=True or extract cifar-10-python.tar.gz into {root}")
+        if not download:
+            raise FileNotFoundError(f"CIFAR-10 files {names} not found in {d}; pass download=True or extract "
+                                    f"cifar-10-python.tar.gz into {root}")
         _fetch('https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz', root, 'c58f30108f718f92721af3b95e74349a')
     xs, ys = [], []
     for n in names:
@@ -238,14 +252,18 @@ def load_cifar10(split:str='train', root=None, download:bool=False) -> ImageData
 
 def load_stl10(split:str='train', root=None, download:bool=False) -> ImageData:
     "STL-10 `split` ('train', 'test' or 'unlabeled') from `root/stl10_binary`, 3×96×96 uint8."
-    if split not in ('train','test','unlabeled'): raise ValueError(f"split must be 'train', 'test' or 'unlabeled', got {split!r}")
+    if split not in ('train','test','unlabeled'):
+        raise ValueError(f"split must be 'train', 'test' or 'unlabeled', got {split!r}")
     root = Path(root or data_home()); d = root/'stl10_binary'
     xf = d/f'{split}_X.bin'; yf = d/f'{split}_y.bin'
     if not xf.exists() or (split != 'unlabeled' and not yf.exists()):
-        if not download: raise FileNotFoundError(f"STL-10 file {xf} not found; pass download=True or extract stl10_binary.tar.gz into {root}")
+        if not download:
+            raise FileNotFoundError(f"STL-10 file {xf} not found; pass download=True or extract stl10_binary.tar.gz "
+                                    f"into {root}")
         _fetch('http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz', root, '91f7769df0f17e558f3565bffb0c7dfb')
     raw = np.fromfile(xf, dtype=np.uint8)
-    if raw.size == 0 or raw.size % (3*96*96): raise ValueError(f"{xf}: size {raw.size} is not a whole number of 3×96×96 images")
+    if raw.size == 0 or raw.size % (3*96*96):
+        raise ValueError(f"{xf}: size {raw.size} is not a whole number of 3×96×96 images")
     x = raw.reshape(-1,3,96,96).transpose(0,1,3,2)   # stored column-major
     y = None
     if split != 'unlabeled':
@@ -270,12 +288,14 @@ def get_data(name:str='fmnist', size:int|None=None, root=None) -> tuple[ImageDat
     if name == 'fmnist': return load_fmnist('train', root), load_fmnist('test', root)
     if name == 'cifar10': return load_cifar10('train', root), load_cifar10('test', root)
     if name == 'stl10': return load_stl10('train', root), load_stl10('test', root)
-    if name == 'imagenette': return load_imagenette('train', size or 128, root), load_imagenette('val', size or 128, root)
+    if name == 'imagenette':
+        return load_imagenette('train', size or 128, root), load_imagenette('val', size or 128, root)
     if name.startswith('folder:'):
         p = Path(name[7:])
         test = next((p/s for s in ('test','val','valid') if (p/s).is_dir()), None)
         if not (p/'train').is_dir() or test is None:
-            raise FileNotFoundError(f"{p}: expected a train/ folder and a test/ (or val/) folder, each with one sub-folder per class")
+            raise FileNotFoundError(f"{p}: expected a train/ folder and a test/ (or val/) folder, each with one "
+                                    "sub-folder per class")
         return load_image_folder(p/'train', size, labeled=True), load_image_folder(test, size, labeled=True)
     raise ValueError(f"Unknown dataset {name!r}; choose one of {DATASETS}")
 
@@ -290,13 +310,15 @@ class TensorDL(DataLoader):
     def __init__(self, x, y=None, bs=64, shuffle=False, drop_last=False, device=None, sampler=None, **kw):
         if len(x) == 0: raise ValueError("TensorDL: no samples")
         if bs < 1: raise ValueError(f"TensorDL: bs must be ≥ 1, got {bs}")
-        if drop_last and len(x) < bs: raise ValueError(f"TensorDL: {len(x)} samples < batch size {bs} with drop_last: no batch at all")
+        if drop_last and len(x) < bs:
+            raise ValueError(f"TensorDL: {len(x)} samples < batch size {bs} with drop_last: no batch at all")
         self.x, self.y, self.sampler = x, y, sampler
         super().__init__(_Len(len(x)), bs=bs, shuffle=shuffle, drop_last=drop_last, device=device, **kw)
 
     def __iter__(self):
         n = len(self.x)
-        if self.sampler is not None:     # a method's own order (DeepCluster's uniform-over-clusters, ODC's with replacement)
+        # a method's own order (DeepCluster's uniform-over-clusters, ODC's with replacement)
+        if self.sampler is not None:
             idx = torch.as_tensor(self.sampler(n), dtype=torch.long)
             if idx.shape != (n,) or (n and (idx.min() < 0 or idx.max() >= n)):
                 raise ValueError(f"TensorDL: sampler must return {n} indices in [0, {n}), got shape {tuple(idx.shape)}")
@@ -306,14 +328,66 @@ class TensorDL(DataLoader):
             yield to_device((self.x[b], b if self.y is None else self.y[b]), self.device)
 
     def new(self, x=None, y=None, **kw):
-        kw = {**dict(bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last, device=self.device, sampler=self.sampler), **kw}
+        kw = {**dict(bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last, device=self.device,
+                     sampler=self.sampler), **kw}
         return TensorDL(self.x if x is None else x, self.y if y is None else y, **kw)
 
 def ssl_dls(train:ImageData, valid:ImageData|None=None, bs:int=256, device=None) -> DataLoaders:
     "DataLoaders for pre-training: shuffled unlabeled `train` batches of (images, indices); `valid` with labels."
-    from ssl_learn.core import default_device
     device = default_device(device)
     tdl = TensorDL(train.x, None, bs=min(bs, len(train)), shuffle=True, drop_last=True, device=device)
     v = valid or train.subset(min(len(train), 2*bs))
     vdl = TensorDL(v.x, v.y, bs=bs, shuffle=False, device=device)
     return DataLoaders(tdl, vdl, device=device)
+
+# %% ../nbs/01_data.ipynb #2db5c0e1
+def class_name(data:ImageData, c) -> str:
+    "`'name' (label c)` when `data` knows its class names, else `label c`."
+    c = int(c)
+    return f"{data.classes[c]!r} (label {c})" if data.classes and 0 <= c < len(data.classes) else f"label {c}"
+
+def check_labeled(train:ImageData, test:ImageData|None=None, protocol:str='linear', min_per_class:int=2, backbone=None,
+                  test_in_train:bool=False) -> int:
+    "Raise a clear error unless `train` (and `test`) suit a classifier; returns the number of classes."
+    for d, nm in ((train, 'train'), (test, 'test')):
+        if d is None: continue
+        if not isinstance(d, ImageData):
+            raise TypeError(f"{protocol}: the {nm} split must be an ImageData, got {type(d).__name__}")
+        if d.y is None:
+            raise ValueError(f"{protocol} needs labels on the {nm} split ({d.name or 'unnamed'}), but it has none")
+        if (d.y < 0).any():
+            raise ValueError(f"{protocol}: the {nm} split has negative labels; labels must be 0..n_classes-1")
+    present = train.y.unique()
+    if len(present) < 2:
+        raise ValueError(f"{protocol} needs at least 2 classes in the training labels, but "
+                         f"{train.name or 'the training split'} "
+                         f"has only {[class_name(train, c) for c in present.tolist()]}: with one class there is "
+                         "nothing to classify")
+    if len(train) < min_per_class * len(present):
+        raise ValueError(f"{protocol}: too few examples: {len(train)} labeled training images for {len(present)} "
+                         "classes "
+                         f"(need at least {min_per_class} per class on average, {min_per_class*len(present)} in all)")
+    if test is not None:
+        if train.shape != test.shape:
+            raise ValueError(f"{protocol}: train images are {train.shape} but test images are {test.shape}")
+        extra = sorted(set(test.y.unique().tolist()) - set(present.tolist()))
+        if test_in_train and extra:
+            raise ValueError(f"{protocol}: the test split has classes the training split lacks: "
+                             f"{[class_name(test, c) for c in extra]}")
+    ch = getattr(backbone, 'config', {}).get('in_chans') if backbone is not None else None
+    if ch is not None and ch != train.shape[0]:
+        raise ValueError(f"{protocol}: the backbone takes {ch}-channel images but the data has {train.shape[0]} "
+                         "channels")
+    top = max(int(train.y.max()), int(test.y.max()) if test is not None else 0)
+    return max(train.n_classes, top + 1)
+
+# %% ../nbs/01_data.ipynb #efa918cb
+def prepare_data(data:str|tuple='fmnist', tier:str|Tier='cpu', seed:int=0):
+    "(pretrain, monitor_bank, monitor_query, eval_train, eval_test) ImageData for `data` at `tier`."
+    tier = get_tier(tier)
+    trn, tst = get_data(data) if isinstance(data, str) else data
+    rest, held = trn.split(min(tier.n_monitor + tier.n_monitor // 4, len(trn) // 2), seed=seed)
+    q = max(1, len(held) // 5)
+    bank, query = held.split(q, seed=seed + 1)
+    pre = rest.subset(tier.n_train, seed=seed, balanced=False)
+    return pre, bank, query, trn.subset(tier.n_eval_train, seed=seed), tst.subset(tier.n_eval_test, seed=seed)

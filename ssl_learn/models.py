@@ -1,4 +1,4 @@
-"""torchvision's ResNet architectures for 1- or 3-channel images of any size, every stage on request, and the small heads methods put on top.
+"""torchvision's ResNets for 1- or 3-channel images of any size, every stage on request, and the heads methods add.
 
 Docs: https://ssl-learn.github.io/ssl_learn/models.html.md"""
 
@@ -10,11 +10,13 @@ from pathlib import Path
 import torch, torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
+from .core import atomic_save, Tier
+from .data import ImageData
 from .augment import to_float
 
 # %% auto #0
 __all__ = ['RESNETS', 'STEMS', 'ResNet', 'resnet18', 'resnet50', 'LinearHead', 'MLPHead', 'build_backbone', 'save_backbone',
-           'load_backbone', 'ViT', 'make_vit', 'vit_tiny', 'vit_small', 'VIT_ARCHS']
+           'load_backbone', 'make_backbone', 'ViT', 'make_vit', 'vit_tiny', 'vit_small', 'VIT_ARCHS']
 
 # %% ../nbs/03_models.ipynb #43d09970
 RESNETS = {18: (BasicBlock, [2,2,2,2]), 34: (BasicBlock, [3,4,6,3]), 50: (Bottleneck, [3,4,6,3])}
@@ -38,7 +40,8 @@ class ResNet(nn.Module):
         if in_chans not in (1, 3): raise ValueError(f"in_chans must be 1 or 3, got {in_chans}")
         if width < 1: raise ValueError(f"width must be ≥ 1, got {width}")
         block, layers = RESNETS[depth]
-        self.config = dict(depth=depth, in_chans=in_chans, width=width, stem=stem, zero_init_residual=zero_init_residual)
+        self.config = dict(depth=depth, in_chans=in_chans, width=width, stem=stem,
+                           zero_init_residual=zero_init_residual)
         if sobel: self.config['sobel'] = True
         mean = mean if mean is not None else [0.5]*in_chans
         std = std if std is not None else [0.25]*in_chans
@@ -112,7 +115,8 @@ class MLPHead(nn.Sequential):
         if n_layers < 1: raise ValueError(f"n_layers must be ≥ 1, got {n_layers}")
         layers, d = [], in_dim
         for i in range(n_layers - 1):
-            layers += [nn.Linear(d, hidden, bias=not bn)] + ([nn.BatchNorm1d(hidden)] if bn else []) + [nn.ReLU(inplace=True)]
+            layers += [nn.Linear(d, hidden, bias=not bn)] + ([nn.BatchNorm1d(hidden)] if bn
+                                                             else []) + [nn.ReLU(inplace=True)]
             d = hidden
         layers.append(nn.Linear(d, out_dim, bias=not last_bn))
         if last_bn: layers.append(nn.BatchNorm1d(out_dim, affine=last_bn_affine))
@@ -131,7 +135,6 @@ def build_backbone(config:dict) -> nn.Module:
 
 def save_backbone(backbone:ResNet, path, **meta):
     "Save `backbone`'s architecture and weights (plus any `meta`) to `path`."
-    from ssl_learn.core import atomic_save
     return atomic_save(dict(arch=backbone.config, state_dict=backbone.state_dict(), meta=meta), path)
 
 _PREFIXES = ('module.', 'backbone.', 'encoder.', 'model.')
@@ -149,18 +152,39 @@ def load_backbone(path, arch:dict|None=None, map_location='cpu') -> ResNet:
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"No checkpoint at {path}")
     try: ck = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e: raise ValueError(f"{path}: not a loadable PyTorch checkpoint ({type(e).__name__}: {str(e)[:200]})") from e
+    except Exception as e:
+        raise ValueError(f"{path}: not a loadable PyTorch checkpoint ({type(e).__name__}: {str(e)[:200]})") from e
     if not isinstance(ck, dict): raise ValueError(f"{path}: expected a dict checkpoint, got {type(ck).__name__}")
     arch = arch or ck.get('arch') or ck.get('meta', {}).get('arch')
     sd = ck.get('state_dict', ck.get('model', ck))
-    if arch is None: raise ValueError(f"{path}: no architecture stored in the file; pass arch=dict(depth=..., in_chans=..., width=..., stem=...)")
+    if arch is None:
+        raise ValueError(f"{path}: no architecture stored in the file; pass arch=dict(depth=..., in_chans=..., "
+                         "width=..., stem=...)")
     if not isinstance(sd, dict) or not sd: raise ValueError(f"{path}: no state_dict found (keys: {list(ck)[:10]})")
     m = build_backbone(arch)
     sd = _strip_prefixes(sd)
     want = m.state_dict()
     missing = [k for k in want if k not in sd]
-    if missing: raise ValueError(f"{path}: weights do not match the {arch} backbone; {len(missing)} keys missing, e.g. {missing[:5]}")
+    if missing:
+        raise ValueError(f"{path}: weights do not match the {arch} backbone; {len(missing)} keys missing, e.g. "
+                         f"{missing[:5]}")
     bad = [k for k in want if sd[k].shape != want[k].shape]
-    if bad: raise ValueError(f"{path}: shape mismatch for {bad[:5]} (file {[tuple(sd[k].shape) for k in bad[:5]]} vs model {[tuple(want[k].shape) for k in bad[:5]]})")
+    if bad:
+        raise ValueError(f"{path}: shape mismatch for {bad[:5]} (file {[tuple(sd[k].shape) for k in bad[:5]]} vs model "
+                         f"{[tuple(want[k].shape) for k in bad[:5]]})")
     m.load_state_dict({k: sd[k] for k in want})
     return m
+
+# %% ../nbs/03_models.ipynb #47bc9ffd
+def make_backbone(tier:Tier, data:ImageData, **kw) -> ResNet:
+    """The tier's backbone (a ResNet, or a ViT for `tier.arch` 'vit_tiny'/'vit_small') for images like `data`,
+    normalising with `data`'s per-channel mean and std."""
+    xs = data.x[:5000].float() / 255
+    mean, std = xs.mean((0, 2, 3)).tolist(), xs.std((0, 2, 3)).clamp(min=1e-3).tolist()
+    if tier.arch in VIT_ARCHS:   # width/64 scales a ViT's dim and depth (see `ssl_learn.vit.make_vit`)
+        return make_vit(tier.arch, data.shape[-1], data.shape[0], width=tier.width, mean=mean, std=std, **kw)
+    if not tier.arch.startswith('resnet') or not tier.arch[6:].isdigit():
+        raise ValueError(f"Unknown arch {tier.arch!r}; use 'resnet18', 'resnet34', 'resnet50' or one of "
+                         f"{sorted(VIT_ARCHS)}")
+    depth = int(tier.arch.replace('resnet', ''))
+    return ResNet(depth, in_chans=data.shape[0], width=tier.width, stem=tier.stem, mean=mean, std=std, **kw)

@@ -47,11 +47,8 @@ def test_grey_batches_work():
 
 
 def test_simclr_ablation_jitter_isolates_the_order():
-    "scripts/simclr_aug_ablation.py: its jitter in fixed order is exactly ColorJitter (so the ablation changes only the order), and in random order some images (not all) come out differently with the same factors."
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).parents[1]/'scripts'))
-    import simclr_aug_ablation as X
+    "experiments/simclr_aug_ablation.py: its jitter in fixed order is exactly ColorJitter (so the ablation changes only the order), and in random order some images (not all) come out differently with the same factors."
+    import experiments.simclr_aug_ablation as X
     torch.manual_seed(0); x = torch.rand(256, 1, 12, 12)
     torch.manual_seed(1); a = ColorJitter(0.8, 0.8, 0.8, 0.2, p=1.0)(x)
     torch.manual_seed(1); b = X.OrderedJitter(0.8, 0.8, 0.8, 0.2, p=1.0, random_order=False)(x)

@@ -2,19 +2,22 @@
 import json, shutil
 from pathlib import Path
 import pytest
-from ssl_learn.bench import bench, render, load_bench, bench_methods, estimate_seconds, row_order
+from ssl_learn.bench.run import bench, bench_methods, row_order
+from ssl_learn.bench.report import render, load_bench
+from ssl_learn.bench.estimate import estimate_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_failing_method_is_reported_and_others_run(tmp_path):
-    runs = tmp_path/'runs'; d = runs/'rotation_test'; d.mkdir(parents=True)
+    runs = tmp_path/'runs'; d = runs/'fmnist/test/rotation'; d.mkdir(parents=True)
     (d/'backbone.pth').write_bytes(b'not a checkpoint')          # a finished-looking run with a broken backbone
     (d/'train.json').write_text(json.dumps(dict(method='rotation', epochs=1, seconds=1.0, history=[])))
     log = bench('test', 'rotation', 'knn', out=tmp_path/'res', runs=runs, baselines=('random',))
     assert log['failed'] == ['rotation knn'] and log['results']['random']['knn']['status'] == 'ran'
-    assert (tmp_path/'res/eval_test/random_knn.json').exists() and not (tmp_path/'res/eval_test/rotation_knn.json').exists()
-    rec = json.loads((tmp_path/'res/bench_test.json').read_text())['runs'][-1]
+    ev = tmp_path/'res/fmnist/test/eval'
+    assert (ev/'random_knn.json').exists() and not (ev/'rotation_knn.json').exists()
+    rec = json.loads((tmp_path/'res/fmnist/test/log.json').read_text())['runs'][-1]
     assert rec['failed'] == ['rotation knn'] and rec['seconds'] > 0 and 'machine' in rec
     log2 = bench('test', 'rotation', 'knn', out=tmp_path/'res', runs=runs, baselines=('random',))   # resumes: random is done
     assert log2['results']['random'] == {'status': 'done before'} and log2['failed'] == ['rotation knn']
@@ -28,13 +31,12 @@ def test_bad_arguments():
 
 
 def test_render_and_estimate_from_recorded_results(tmp_path):
-    src = ROOT/'results'
-    if not (src/'eval_cpu').exists(): pytest.skip('no recorded cpu-tier results')
-    shutil.copytree(src/'eval_cpu', tmp_path/'eval_cpu')
-    for f in src.glob('*_cpu_train.json'): shutil.copy(f, tmp_path)
+    src = ROOT/'results/bench/fmnist/cpu'
+    if not (src/'eval').exists(): pytest.skip('no recorded cpu-tier results')
+    shutil.copytree(src/'eval', tmp_path/'fmnist/cpu/eval'); shutil.copytree(src/'train', tmp_path/'fmnist/cpu/train')
     md = render(tmp_path, 'cpu')
     assert md.startswith('| backbone | kNN k=10') and '| random |' in md and 'Settings' in md
-    assert all((tmp_path/f'bench_cpu_{k}.png').stat().st_size > 5000 for k in ('time', 'stages', 'lowshot'))
+    assert all((tmp_path/f'fmnist/cpu/{k}.png').stat().st_size > 5000 for k in ('time', 'stages', 'lowshot'))
     names = [l.split('|')[1].strip() for l in md.splitlines()[2:] if l.startswith('| ') and 'backbone' not in l][:len(load_bench(tmp_path)['results'])]
     assert names == row_order(names)
     full, fast = estimate_seconds('cpu', tmp_path), estimate_seconds('cpu_bench', tmp_path)
@@ -43,7 +45,7 @@ def test_render_and_estimate_from_recorded_results(tmp_path):
 
 def test_protocols_of_one_backbone_share_one_process(tmp_path):
     "kNN and linear run in one worker: both files written, each marked as sharing features; a protocol already done is not redone."
-    from ssl_learn.bench import run_protocols
+    from ssl_learn.bench.run import run_protocols
     res = run_protocols('random', 'random', ['knn', 'linear'], 'test', 'fmnist', tmp_path, 'test', bench_command='pytest')
     assert {p: r['status'] for p, r in res.items()} == {'knn': 'ran', 'linear': 'ran'}, res
     for p in ('knn', 'linear'):
@@ -58,7 +60,7 @@ def test_protocols_of_one_backbone_share_one_process(tmp_path):
 
 def test_full_run_adds_the_pretraining_it_reused(tmp_path):
     "The whole benchmark's cost: the last call's wall time plus the recorded pre-training of methods it found trained, not of those it trained."
-    from ssl_learn.bench import full_run, full_run_report
+    from ssl_learn.bench.run import full_run, full_run_report
     assert full_run(tmp_path, 'cpu') is None and 'No `ssl_learn bench` call' in full_run_report(None)
     run = dict(command='ssl_learn bench --tier cpu', time='t', commit='abc', machine=dict(cpu='X', cores=2), settings='cpu_bench',
                seconds=3600., failed=[], results=dict(
@@ -66,7 +68,8 @@ def test_full_run_adds_the_pretraining_it_reused(tmp_path):
                    simclr=dict(train=dict(status='trained', seconds=200.), knn=dict(status='ran', seconds=40.)),
                    byol=dict(train=dict(status='done before', seconds=1800.), knn=dict(status='ran', seconds=40.)),
                    npid=dict(status='done before')))
-    (tmp_path/'bench_cpu.json').write_text(json.dumps(dict(runs=[dict(run, seconds=1.), run])))   # the last call counts
+    (tmp_path/'fmnist/cpu').mkdir(parents=True)
+    (tmp_path/'fmnist/cpu/log.json').write_text(json.dumps(dict(runs=[dict(run, seconds=1.), run])))   # the last call counts
     f = full_run(tmp_path, 'cpu')
     assert f['total'] == 3600. + 1800. and f['trained'] == ['simclr'] and f['pretrain_before'] == {'byol': 1800.}
     assert f['all_done_before'] == ['npid'] and f['ran']['random'] == ['knn']
@@ -77,20 +80,21 @@ def test_full_run_adds_the_pretraining_it_reused(tmp_path):
 
 def test_method_report_lists_lightly_seeds(tmp_path):
     "One line per comparison file (the seed read from the command when the file lacks it) and a mean ± std line when there are several."
-    from ssl_learn.bench import method_report
+    from ssl_learn.bench.report import method_report
     c = lambda ours, theirs, seed: dict(ours=dict(images_per_s=300., knn_top1={'20': ours}), theirs=dict(images_per_s=150., knn_top1={'20': theirs}),
                                         ratios={'images_per_s': 2.0, 'knn20': ours / theirs}, n_pretrain=8, epochs=1, bs=4,
-                                        command=f'scripts/compare_lightly.py --methods simclr --seed {seed}')
-    (tmp_path/'compare_lightly_simclr.json').write_text(json.dumps(c(80., 81., 0)))
+                                        command=f'experiments/compare_lightly.py --methods simclr --seed {seed}')
+    cmp = tmp_path/'comparisons/lightly/simclr'; cmp.mkdir(parents=True); tr = tmp_path/'bench/fmnist/cpu/train'; tr.mkdir(parents=True)
+    (cmp/'seed0.json').write_text(json.dumps(c(80., 81., 0)))
     assert method_report('simclr', tmp_path).startswith('*No cpu-tier results')
-    (tmp_path/'simclr_cpu_train.json').write_text(json.dumps(dict(n_pretrain=8, epochs=1, seconds=3., commit='abc', history=[
+    (tr/'simclr.json').write_text(json.dumps(dict(n_pretrain=8, epochs=1, seconds=3., commit='abc', history=[
         dict(images_per_s=10., peak_memory_mb=5., knn20=50.)])))
     r = method_report('simclr', tmp_path)
     assert '(no protocol results yet)' in r and '(seed 0;' in r and 'over the' not in r
-    (tmp_path/'compare_lightly_simclr_seed1.json').write_text(json.dumps(c(82., 81., 1)))
+    (cmp/'seed1.json').write_text(json.dumps(c(82., 81., 1)))
     r = method_report('simclr', tmp_path)
     assert '(seed 1;' in r and 'over the 2 seeds' in r and 'ours 81.00 ± 1.41 vs theirs 81.00 ± 0.00' in r
     for s in (10, 2):
-        (tmp_path/f'compare_lightly_simclr_seed{s}.json').write_text(json.dumps(c(81., 81., s)))
+        (cmp/f'seed{s}.json').write_text(json.dumps(c(81., 81., s)))
     r = method_report('simclr', tmp_path)
     assert r.index('(seed 1;') < r.index('(seed 2;') < r.index('(seed 10;')      # numeric order, not the file names'

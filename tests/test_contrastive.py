@@ -5,7 +5,8 @@ import pytest, torch
 import torch.nn.functional as F
 from torch import nn
 from ssl_learn.losses import info_nce, nt_xent
-from ssl_learn.memory import Queue, MemoryBank, ema_update, momentum_copy
+from ssl_learn.memory import Queue, MemoryBank
+from ssl_learn.momentum import ema_update, momentum_copy
 from ssl_learn.models import resnet18
 from ssl_learn.methods.npid import npid, NPID
 from ssl_learn.methods.moco import moco_v1, moco_v2, MoCo, grouped

@@ -2,7 +2,9 @@
 import json, subprocess, sys
 from pathlib import Path
 import pytest, torch
-from ssl_learn.evaluate import evaluate, parse_protocols, get_backbone, RawPixels, bench_knn_search
+from ssl_learn.eval.protocols import evaluate, parse_protocols, get_backbone, RawPixels
+from ssl_learn.features import knn_classify
+import torch.nn.functional as F
 from ssl_learn.models import resnet18, save_backbone
 from ssl_learn.data import load_fmnist
 
@@ -29,10 +31,14 @@ def test_rows_carry_settings_and_provenance():
     rows = evaluate('random', 'knn', 'fmnist', 'test')
     assert len(rows) == 4 and all(r['settings']['T'] == 0.07 and r['tier'] == 'test' and r['protocol_seconds'] > 0 for r in rows)
 
-def test_faiss_and_torch_find_the_same_neighbours():
+def test_knn_classify_matches_a_brute_force_vote():
+    "faiss's exact search inside `knn_classify` gives the vote a plain matmul + topk gives."
     g = torch.Generator().manual_seed(0)
-    r = bench_knn_search(torch.randn(2000, 32, generator=g), torch.randn(300, 32, generator=g), k=10)
-    assert r['neighbour_overlap'] > 0.99
+    tr, te, y = torch.randn(2000, 32, generator=g), torch.randn(300, 32, generator=g), torch.randint(0, 5, (2000,), generator=g)
+    pred = knn_classify(tr, y, te, ks=(10,), T=0.07)[10]
+    s, i = (F.normalize(te, dim=1) @ F.normalize(tr, dim=1).T).topk(10, dim=1)
+    votes = torch.zeros(300, 5).scatter_add_(1, y[i], (s / 0.07).exp())
+    assert (pred == votes.argmax(1)).float().mean() > 0.99
 
 def test_cli_eval_baselines(tmp_path):
     out = tmp_path/'px.json'

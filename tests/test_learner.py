@@ -85,7 +85,7 @@ def test_unknown_method(small):
 def test_python_api_as_in_the_readme(tmp_path):
     "The README's script: a data source, a Learner for a method, fit, save the backbone, evaluate."
     from ssl_learn.data import load_fmnist
-    from ssl_learn.eval import knn_eval
+    from ssl_learn.eval.knn import knn_eval
     train_, test_ = load_fmnist('train'), load_fmnist('test')
     learn = ssl_learner(train_.subset(512), 'rotation', tier='test')
     learn.fit_one_cycle(1)

@@ -1,9 +1,10 @@
 "Linear probes and semi-supervised fine-tuning: results that could be wrong, and errors on bad input."
 import pytest, torch
 from torch import nn
-import ssl_learn.linear as L
-from ssl_learn.linear import (linear_eval, mhead_eval, semi_eval, semi_learner, label_subset, check_labeled, FeatureDL,
-                              confusion_matrix, plot_confusion, plot_stage_accuracy)
+import ssl_learn.eval.linear as L
+from ssl_learn.eval.linear import linear_eval, mhead_eval, FeatureDL, confusion_matrix, plot_confusion, plot_stage_accuracy
+from ssl_learn.eval.semi import semi_eval, semi_learner, label_subset
+from ssl_learn.data import check_labeled
 from ssl_learn.data import ImageData, load_fmnist
 from ssl_learn.models import resnet18
 
@@ -138,7 +139,7 @@ def test_confusion_matrix():
     plot_confusion(cm, ['a', 'b', 'c'])
 
 def test_augment_only_in_training(fm, tiny):
-    from ssl_learn.linear import fit_sched
+    from ssl_learn.eval.linear import fit_sched
     calls = []
     def views(x): calls.append(len(x)); return x.float() / 255
     lab = label_subset(fm[0], 0.2)   # 60 labels
@@ -148,7 +149,7 @@ def test_augment_only_in_training(fm, tiny):
 
 def test_mhead_feature_memory_full_fmnist():
     "The cached multi-head features of the full Fashion-MNIST (70,000 images) at the gpu tier's width fit well under 4 GB."
-    from ssl_learn.eval import stage_pool_sizes
+    from ssl_learn.features import stage_pool_sizes
     bb = resnet18(in_chans=1, width=64)
     sizes = stage_pool_sizes(bb, (1, 28, 28), 2048)
     dims = [c * p * p for c, p in zip(bb.stage_dims, sizes)]

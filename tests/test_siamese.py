@@ -6,7 +6,7 @@ from ssl_learn.data import load_fmnist
 from ssl_learn.augment import view_preset
 from ssl_learn.models import resnet18
 from ssl_learn.losses import normalized_mse, neg_cosine, sinkhorn, swapped_prediction, info_nce
-from ssl_learn.memory import cosine_momentum
+from ssl_learn.momentum import cosine_momentum
 from ssl_learn.learner import ssl_learner
 from ssl_learn.methods.byol import BYOL, byol_views
 from ssl_learn.methods.simsiam import SimSiam

@@ -2,8 +2,8 @@
 import numpy as np, pytest, torch, torch.nn.functional as F
 from torch import nn
 from ssl_learn.data import ImageData
-from ssl_learn.svm import (voc_ap, svm_on_features, svm_eval, lowshot_eval, lowshot_indices, lowshot_seed, choose_costs, ovr_svms,
-                           l2_normalise, plot_lowshot, plot_svm_stages)
+from ssl_learn.eval.svm import (voc_ap, svm_on_features, svm_eval, lowshot_eval, lowshot_indices, lowshot_seed, choose_costs,
+                               ovr_svms, l2_normalise, plot_lowshot, plot_svm_stages)
 
 CLASSES = ['a', 'b', 'c']
 
