@@ -6,10 +6,12 @@ Docs: https://ssl-learn.github.io/ssl_learn/cli.html.md"""
 
 # %% ../nbs/90_cli.ipynb #29fa5c69
 from __future__ import annotations
-import argparse, json, sys, time
+import argparse, errno, json, shlex, sys, time
 from pathlib import Path
 from .method import list_methods, METHODS
+import torch
 from .core import get_tier, atomic_save, provenance, set_seed, peak_memory_mb, TIERS
+from .core import writable_dir, os_error_message
 from .features import extract_features, knn_accuracy, KNN_KS
 from .eval.knn import knn_eval
 from .data import DATASETS, prepare_data
@@ -83,6 +85,20 @@ def demo_report(res:dict) -> str:
 # %% ../nbs/90_cli.ipynb #236f9932
 def _ints(s): return tuple(int(v) for v in s.split(','))
 
+def _resume_hint(a, argv) -> str:
+    "Where an interrupted command left its state, and the command that goes on from there."
+    cmd = shlex.join(['ssl_learn'] + [str(v) for v in (sys.argv[1:] if argv is None else argv) if v != '--no-resume'])
+    if a.cmd in ('train', 'demo'):
+        ck = Path(a.out)/'last.pth'
+        if not ck.exists(): return f"no epoch had finished, nothing was kept; start again with: {cmd}"
+        try:
+            st = torch.load(ck, map_location='cpu', weights_only=True)
+            done = f"after epoch {st['epoch']}/{st.get('n_epoch', '?')} "
+        except Exception: done = ''
+        return f"the state {done}is kept in {ck}; resume with: {cmd}"
+    if a.cmd == 'bench': return f"what finished is kept under {a.out} and {a.runs}; go on with: {cmd}"
+    return f"nothing was written; run again with: {cmd}"
+
 def main(argv=None):
     "Entry point of the `ssl_learn` console script."
     p = argparse.ArgumentParser(prog='ssl_learn', description='Self-supervised visual representation learning: '
@@ -137,12 +153,14 @@ def main(argv=None):
                       monitor=not a.no_monitor, bs=a.bs, arch=a.arch)
             print(f"backbone: {s['backbone']}  log: {Path(a.out)/'log.json'}  summary: {Path(a.out)/'train.json'}")
         elif a.cmd == 'eval':
+            out = Path(a.out) if a.out else (Path(a.ckpt).with_name(Path(a.ckpt).stem + '_eval.json')
+                                             if a.ckpt not in BASELINES else Path(f'eval_{a.ckpt}.json'))
+            if out.is_dir(): raise IsADirectoryError(errno.EISDIR, 'is a directory, not a results file', str(out))
+            writable_dir(out.parent)   # before the protocols run, not after
             knn = {k: v for k, v in dict(ks=a.ks, T=a.T).items() if v is not None}
             rows = evaluate(a.ckpt, a.protocol, a.data, a.tier, seed=a.seed, overrides=dict(knn=knn), progress=True,
                             settings=a.settings)
             print(format_table(rows))
-            out = Path(a.out) if a.out else (Path(a.ckpt).with_name(Path(a.ckpt).stem + '_eval.json')
-                                             if a.ckpt not in BASELINES else Path(f'eval_{a.ckpt}.json'))
             atomic_save(dict(rows=rows, **provenance()), out); print(f"results: {out}")
         elif a.cmd == 'demo':
             demo(a.tier, a.out, a.method, a.data, a.epochs)
@@ -151,5 +169,14 @@ def main(argv=None):
                         baselines=not a.no_baselines, runs=a.runs, lock=a.lock)
             render(a.out, a.tier, a.data)
             if log['failed']: sys.exit(1)
-    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+    except KeyboardInterrupt as err:   # Ctrl-C, or SIGTERM during `train` (see `ssl_learn.learner.train`)
+        sig = 'SIGTERM' if err.args == ('SIGTERM',) else 'Ctrl-C'
+        print(f"ssl_learn {a.cmd}: interrupted ({sig}); {_resume_hint(a, argv)}", file=sys.stderr)
+        sys.exit(143 if sig == 'SIGTERM' else 130)
+    except ValueError as err:
         print(f"ssl_learn {a.cmd}: error: {err}", file=sys.stderr); sys.exit(2)
+    except FloatingPointError as err:   # a diverged training
+        print(f"ssl_learn {a.cmd}: error: {err}", file=sys.stderr); sys.exit(1)
+    except OSError as err:
+        print(f"ssl_learn {a.cmd}: error: {os_error_message(err)}", file=sys.stderr)
+        sys.exit(2 if isinstance(err, (FileNotFoundError, NotADirectoryError, IsADirectoryError)) else 1)

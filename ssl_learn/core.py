@@ -6,7 +6,7 @@ Docs: https://ssl-learn.github.io/ssl_learn/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #a4492163
 from __future__ import annotations
-import os, json, random, platform, subprocess, time, resource, warnings
+import os, errno, json, math, numbers, random, platform, subprocess, tempfile, time, resource, warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 import torch
@@ -14,10 +14,17 @@ import torch
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*', category=FutureWarning)
 
 # %% auto #0
-__all__ = ['TIERS', 'Tier', 'get_tier', 'default_device', 'set_seed', 'peak_memory_mb', 'atomic_save', 'git_commit',
-           'machine_info', 'provenance']
+__all__ = ['TIERS', 'positive_number', 'Tier', 'get_tier', 'default_device', 'set_seed', 'peak_memory_mb', 'atomic_save',
+           'writable_dir', 'os_error_message', 'git_commit', 'machine_info', 'provenance']
 
 # %% ../nbs/00_core.ipynb #d2c6ab3b
+def positive_number(value, what:str='value', zero_ok:bool=False) -> float:
+    "`value` as a float if it is a finite number > 0 (≥ 0 with `zero_ok`), else a `ValueError` naming `what`."
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+          and (value >= 0 if zero_ok else value > 0))
+    if not ok: raise ValueError(f"{what} must be a finite number {'≥' if zero_ok else '>'} 0, got {value!r}")
+    return float(value)
+
 @dataclass
 class Tier:
     "Sizes and budgets for one scale of experiment."
@@ -40,11 +47,12 @@ class Tier:
             v = getattr(self, k)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"Tier {self.name!r}: {k} must be a positive int, got {v!r}")
-        for k in ('n_train','n_eval_train','n_eval_test'):
+        for k in ('n_train','n_eval_train','n_eval_test','size'):
             v = getattr(self, k)
             if v is not None and (not isinstance(v, int) or v < 1):
                 raise ValueError(f"Tier {self.name!r}: {k} must be None or a positive int, got {v!r}")
-        if not self.lr > 0: raise ValueError(f"Tier {self.name!r}: lr must be > 0, got {self.lr!r}")
+        positive_number(self.lr, f"Tier {self.name!r}: lr")
+        positive_number(self.wd, f"Tier {self.name!r}: wd", zero_ok=True)
 
 # %% ../nbs/00_core.ipynb #2c73875b
 TIERS = {
@@ -68,9 +76,16 @@ def get_tier(name:str|Tier, **overrides) -> Tier:
 
 # %% ../nbs/00_core.ipynb #4eab66bf
 def default_device(device=None) -> torch.device:
-    "`device` if given, else CUDA when available, else CPU."
-    if device is not None: return torch.device(device)
-    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    "`device` if given (a clear error if it asks for CUDA and there is none), else CUDA when available, else CPU."
+    if device is None: return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try: d = torch.device(device)
+    except (RuntimeError, TypeError) as e: raise ValueError(f"Unknown device {device!r}: {e}") from e
+    if d.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} was asked for, but CUDA is not available on this machine "
+                         "(torch.cuda.is_available() is False): use device='cpu', or leave it unset")
+    if d.type == 'cuda' and d.index is not None and d.index >= torch.cuda.device_count():
+        raise ValueError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return d
 
 def set_seed(seed:int=0):
     "Seed Python, torch (CPU and CUDA) for a repeatable run."
@@ -85,17 +100,59 @@ def peak_memory_mb(device=None) -> float:
 
 # %% ../nbs/00_core.ipynb #8f3a5c58
 def atomic_save(obj, path):
-    "Write `obj` to `path` via a temporary file beside it and an atomic rename: JSON, text, a figure, or `torch.save`."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    """Write `obj` to `path` via a temporary file beside it, flushed to the disk and renamed over `path` atomically:
+    JSON, text, a figure, or `torch.save`."""
+    path = Path(path)
+    if path.is_dir(): raise IsADirectoryError(errno.EISDIR, 'is a directory: cannot save a file over it', str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
     try:
-        if path.suffix == '.json': tmp.write_text(json.dumps(obj, indent=2, default=str))
-        elif isinstance(obj, str): tmp.write_text(obj)
-        elif hasattr(obj, 'savefig'): obj.savefig(tmp, dpi=110, format=path.suffix.lstrip('.') or 'png')
-        else: torch.save(obj, tmp)
+        with open(tmp, 'wb') as f:   # a file object: a full disk raises OSError(ENOSPC), not a bare RuntimeError
+            if path.suffix == '.json': f.write(json.dumps(obj, indent=2, default=str).encode())
+            elif isinstance(obj, str): f.write(obj.encode())
+            elif hasattr(obj, 'savefig'): obj.savefig(f, dpi=110, format=path.suffix.lstrip('.') or 'png')
+            else: torch.save(obj, f)
+            f.flush(); os.fsync(f.fileno())   # the data is on the disk before the name points at it
         os.replace(tmp, path)
+        _fsync_dir(path.parent)               # and so is the new name
+    except OSError as e:
+        if e.errno is None or e.filename not in (None, str(tmp)): raise
+        raise OSError(e.errno, e.strerror, str(path)) from e   # name the file asked for, not the temporary one
     finally: tmp.unlink(missing_ok=True)   # a failed write leaves no partial file behind
     return path
+
+def _fsync_dir(d):
+    "Flush directory `d`'s entries to the disk where the OS allows it (not on Windows, nor on some file systems)."
+    try: fd = os.open(d, os.O_RDONLY)
+    except OSError: return
+    try: os.fsync(fd)
+    except OSError: pass
+    finally: os.close(fd)
+
+# %% ../nbs/00_core.ipynb #051903de
+def writable_dir(path) -> Path:
+    "`path` as a directory this process can create files in (made if missing), or a clear `OSError` naming it."
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, 'is a file, not a directory', str(path))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix='.write_test', dir=path)
+        os.close(fd); os.unlink(probe)
+    except OSError as e:
+        if e.errno is None: raise
+        raise OSError(e.errno, e.strerror, str(path)) from e
+    return path
+
+def os_error_message(err:OSError) -> str:
+    "One line for a file-system error: a full disk, a folder that cannot be written, else the error's own words."
+    p, no = err.filename, err.errno
+    if no is None or p is None: return err.strerror or str(err)
+    words = err.strerror or os.strerror(no)
+    if no in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the disk holding {p}" + (' (disk quota exceeded)' if no == errno.EDQUOT else '')
+    if no in (errno.EACCES, errno.EPERM, errno.EROFS): return f"cannot write {p}: {words.lower()}"
+    return f"{p}: {words}"
 
 # %% ../nbs/00_core.ipynb #b4a2d0fa
 def git_commit(path='.') -> str:

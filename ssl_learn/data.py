@@ -6,7 +6,8 @@ Docs: https://ssl-learn.github.io/ssl_learn/data.html.md"""
 
 # %% ../nbs/01_data.ipynb #da83cf0f
 from __future__ import annotations
-import gzip, os, pickle, warnings, urllib.request
+import gzip, numbers, os, pickle, warnings, urllib.request
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, torch
@@ -22,23 +23,56 @@ __all__ = ['FMNIST_CLASSES', 'FMNIST_FILES', 'FMNIST_URL', 'DEBIAN_FMNIST', 'IMG
            'check_labeled', 'prepare_data']
 
 # %% ../nbs/01_data.ipynb #b97b9577
+def _check_x(x, name):
+    "Raise a clear error unless `x` is a uint8 N×C×H×W tensor, saying how to convert the usual mistakes."
+    nm = name or 'ImageData'
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{nm}: x must be a uint8 tensor of shape N×C×H×W, got {type(x).__name__}")
+    if x.is_floating_point():
+        hi = float(x.max()) if x.numel() else 0.
+        how = (f"values up to {hi:.4g} look like 0-255: use x.round().clamp(0, 255).to(torch.uint8)" if hi > 1 else
+               "for [0,1] floats use (x*255).round().to(torch.uint8)")
+        raise ValueError(f"{nm}: x holds {x.dtype} pixels but must be uint8; {how}")
+    if x.dtype != torch.uint8:
+        raise ValueError(f"{nm}: x must be uint8, got {x.dtype}; for integers in 0-255 use "
+                         "x.clamp(0, 255).to(torch.uint8)")
+    if x.ndim != 4: raise ValueError(f"{nm}: x must be a uint8 tensor of shape N×C×H×W, got shape {tuple(x.shape)}")
+    n, c, h, w = x.shape
+    if w in (1, 3) and c > 4 and h > 4:
+        raise ValueError(f"{nm}: x of shape {tuple(x.shape)} looks like NHWC (N,H,W,C) but must be N×C×H×W; use "
+                         "x.permute(0,3,1,2)")
+    if n == 0: raise ValueError(f"{nm}: no images")
+
+def _check_y(y, n, classes, name):
+    "The labels as an int64 vector of length `n`, or a clear error: integer, ≥ 0, and within `classes` if given."
+    nm = name or 'ImageData'
+    y = torch.as_tensor(y)
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"{nm}: labels must be integers, got {y.dtype} (floats would be truncated); use "
+                         "y.long() only if they are whole numbers")
+    y = y.to(torch.long)
+    if y.shape != (n,): raise ValueError(f"{nm}: {n} images but labels of shape {tuple(y.shape)}")
+    if (y < 0).any(): raise ValueError(f"{nm}: labels must be ≥ 0, got {int(y.min())}")
+    if classes is not None and len(y) and int(y.max()) >= len(classes):
+        raise ValueError(f"{nm}: label {int(y.max())} but only {len(classes)} class names {list(classes)[:10]}")
+    return y
+
+def _check_n(n, what, hi, name):
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 0 < n <= hi:
+        raise ValueError(f"{name or 'ImageData'}: {what}: n must be None or a positive int ≤ {hi}, got {n!r}")
+    return int(n)
+
 @dataclass
 class ImageData:
-    "Images as a `uint8` N×C×H×W tensor, optional int64 labels, class names."
+    "Images as a `uint8` N×C×H×W tensor, optional int64 labels (≥ 0), class names."
     x: torch.Tensor
     y: torch.Tensor|None = None
     classes: list|None = None
     name: str = ''
 
     def __post_init__(self):
-        if not isinstance(self.x, torch.Tensor) or self.x.dtype != torch.uint8 or self.x.ndim != 4:
-            raise ValueError(f"{self.name or 'ImageData'}: x must be a uint8 tensor of shape N×C×H×W, got "
-                             f"{getattr(self.x,'dtype',type(self.x))} {tuple(getattr(self.x,'shape',()))}")
-        if len(self.x) == 0: raise ValueError(f"{self.name or 'ImageData'}: no images")
-        if self.y is not None:
-            self.y = torch.as_tensor(self.y, dtype=torch.long)
-            if self.y.shape != (len(self.x),):
-                raise ValueError(f"{self.name}: {len(self.x)} images but labels of shape {tuple(self.y.shape)}")
+        _check_x(self.x, self.name)
+        if self.y is not None: self.y = _check_y(self.y, len(self.x), self.classes, self.name)
 
     def __len__(self): return len(self.x)
     @property
@@ -48,8 +82,10 @@ class ImageData:
     def shape(self): return tuple(self.x.shape[1:])
 
     def subset(self, n:int|None, seed:int=0, balanced:bool=True) -> ImageData:
-        "A random subset of `n` images (class-balanced when labeled), or `self` if `n` is None or ≥ len."
-        if n is None or n >= len(self): return self
+        "A random subset of `n` images (class-balanced when labeled); `self` if `n` is None or len; 0 < `n` ≤ len."
+        if n is None: return self
+        n = _check_n(n, 'subset', len(self), self.name)
+        if n == len(self): return self
         g = torch.Generator().manual_seed(seed)
         if balanced and self.y is not None:
             per = [torch.nonzero(self.y==c).flatten() for c in self.y.unique()]
@@ -64,7 +100,10 @@ class ImageData:
 
     def split(self, n:int, seed:int=0) -> tuple[ImageData, ImageData]:
         "Split into (rest, held-out of `n` images), disjoint, for monitoring without touching the test set."
-        if not 0 < n < len(self): raise ValueError(f"{self.name}: cannot hold out {n} of {len(self)} images")
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 0 < n < len(self):
+            raise ValueError(f"{self.name}: cannot hold out {n!r} of {len(self)} images (n must be an int in "
+                             f"1..{len(self)-1})")
+        n = int(n)
         perm = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
         a, b = perm[n:].sort().values, perm[:n].sort().values
         take = lambda i: ImageData(self.x[i], None if self.y is None else self.y[i], self.classes, self.name)
@@ -138,7 +177,11 @@ def show_images(x, labels=None, nrow:int=8, size:float=1.2, title=None):
     "Plot a grid of images from a uint8 or [0,1] float N×C×H×W tensor, with optional labels."
     import matplotlib.pyplot as plt
     x = x.detach().cpu()
-    if x.dtype != torch.uint8: x = (x.clamp(0,1)*255).round().to(torch.uint8)
+    if x.dtype != torch.uint8:
+        if x.numel() and x.min() >= 0 and x.max() > 2:
+            raise ValueError(f"show_images: float values up to {float(x.max()):.4g} look like 0-255 pixels, but floats "
+                             "are shown as [0,1]; pass the uint8 images or x / 255")
+        x = (x.clamp(0,1)*255).round().to(torch.uint8)
     n = len(x); ncol = min(nrow, n); nr = (n + ncol - 1)//ncol
     fig, axs = plt.subplots(nr, ncol, figsize=(ncol*size, nr*size*(1.25 if labels is not None else 1)), squeeze=False)
     for i, ax in enumerate(axs.flat):
@@ -154,17 +197,38 @@ def show_images(x, labels=None, nrow:int=8, size:float=1.2, title=None):
 # %% ../nbs/01_data.ipynb #5243d764
 IMG_EXTS = {'.png','.jpg','.jpeg','.bmp','.gif','.tif','.tiff','.webp','.ppm','.pgm'}
 _IGNORED = {'.DS_Store', 'Thumbs.db', 'desktop.ini'}
+_GREY = {'L', '1', 'LA'}
 
-def _decode(f, on_error):
-    from PIL import Image, UnidentifiedImageError
+def _first(items, k:int=3) -> str:
+    "The first `k` of `items`, and how many more."
+    items = [str(i) for i in items]
+    return ', '.join(items[:k]) + (f' and {len(items)-k} more' if len(items) > k else '')
+
+def _to_8bit(im):
+    "`im` with 8-bit values: 16-bit grey scaled (65535 → 255), not clipped; float grey from [0,1] or clipped."
+    from PIL import Image
+    if im.mode.startswith('I;16') or im.mode == 'I':
+        a = np.asarray(im).astype(np.float64)
+        if im.mode == 'I' and a.min() >= 0 and a.max() <= 255: return Image.fromarray(a.astype(np.uint8))
+        return Image.fromarray((a.clip(0, 65535) / 257).round().astype(np.uint8))
+    if im.mode == 'F':
+        a = np.asarray(im).astype(np.float64)
+        if a.min() >= 0 and a.max() <= 1: a = a * 255
+        return Image.fromarray(a.clip(0, 255).round().astype(np.uint8))
+    return im
+
+def _decode(f):
+    "(first frame of image file `f`, upright as its EXIF orientation says and 8-bit; its number of frames)."
+    from PIL import Image, ImageOps
     try:
         with Image.open(f) as im:
+            frames = getattr(im, 'n_frames', 1)
             im.load()
-            return im.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        msg = f"{f}: cannot decode image ({type(e).__name__}: {e}); the file is corrupt, truncated or not an image"
-        if on_error == 'skip': warnings.warn(msg + ' - skipped'); return None
-        raise ValueError(msg) from e
+            return _to_8bit(ImageOps.exif_transpose(im)), frames
+    except Exception as e:   # PIL raises many types (OSError, SyntaxError, DecompressionBombError, EOFError, ...)
+        why = ("it is larger than PIL's limit (raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file)"
+               if type(e).__name__ == 'DecompressionBombError' else "the file is corrupt, truncated or not an image")
+        raise ValueError(f"{f}: cannot decode image ({type(e).__name__}: {e}); {why}") from e
 
 def _square(im, size):
     from PIL import Image
@@ -173,49 +237,116 @@ def _square(im, size):
     w, h = im.size; l, t = (w-size)//2, (h-size)//2
     return im.crop((l, t, l+size, t+size))
 
-def load_image_folder(path, size:int|None=None, labeled:bool|None=None, on_error:str='raise',
-                      name:str|None=None) -> ImageData:
-    "Images under `path` as `ImageData`; class per sub-folder when `labeled` (auto: when there are sub-folders)."
-    path = Path(path)
+def _common_side(sides) -> int:
+    "The most common shorter side, capped at the (lower) median; the median if no side repeats."
+    c = Counter(sides); top = max(c.values())
+    med = sorted(sides)[(len(sides)-1)//2]
+    return min(min(s for s, k in c.items() if k == top), med) if top > 1 else med
+
+def _check_opts(size, on_error):
     if on_error not in ('raise','skip'): raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1):
+        raise ValueError(f"size must be None or a positive int, got {size!r}")
+
+def _read_folder(path, size=None, labeled=None, on_error='raise', name=None, classes=None, size_why=None, mode=None):
+    "`load_image_folder`, returning (ImageData, skipped [(file, why)], animated [file]) instead of warning about them."
+    path = Path(path); _check_opts(size, on_error)
     if not path.exists(): raise FileNotFoundError(f"Image folder {path} does not exist")
     if not path.is_dir(): raise NotADirectoryError(f"{path} is not a folder")
+    if classes is not None:
+        if labeled is False: raise ValueError(f"{path}: classes= needs labeled=True (one sub-folder per class)")
+        labeled = True
     subdirs = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith('.'))
     if labeled is None: labeled = len(subdirs) > 0
     if labeled and not subdirs: raise ValueError(f"{path}: labeled=True needs one sub-folder per class, found none")
+    visible = lambda f, d: (f.is_file() and f.name not in _IGNORED
+                            and not any(p.startswith('.') for p in f.relative_to(d).parts))
+    if labeled:
+        stray = sorted(f.name for f in path.iterdir() if visible(f, path))
+        if stray: warnings.warn(f"{path}: {len(stray)} file(s) directly in {path} are not in a class folder: ignored "
+                                f"({_first(stray)})")
     groups = [(d.name, d) for d in subdirs] if labeled else [(None, path)]
-    files, labels, classes = [], [], []
-    for ci, (cname, d) in enumerate(groups):
-        fs = sorted(f for f in (d.rglob('*') if labeled or not subdirs else d.iterdir()) if f.is_file()
-                    and not f.name.startswith('.') and f.name not in _IGNORED)
-        for f in fs:
-            if f.suffix.lower() not in IMG_EXTS:
-                msg = f"{f}: not an image file (extension {f.suffix or 'none'}; expected one of {sorted(IMG_EXTS)})"
-                if on_error == 'skip': warnings.warn(msg + ' - skipped'); continue
-                raise ValueError(msg)
-            files.append(f); labels.append(len(classes))
-        if labeled: classes.append(cname)
-    if not files: raise ValueError(f"Image folder {path} contains no images")
-    ims, ys = [], []
-    for f, y in zip(files, labels):
-        im = _decode(f, on_error)
-        if im is not None: ims.append(im); ys.append(y)
-    if not ims: raise ValueError(f"Image folder {path}: no image could be decoded")
-    mode = 'L' if all(im.mode in ('L','1','I;16','I') or (im.mode == 'P' and not _has_colour(im))
-                      for im in ims) else 'RGB'
-    sizes = {im.size for im in ims}
-    if size is None and len(sizes) > 1:
-        size = int(np.median([min(s) for s in sizes]))
-        warnings.warn(f"{path}: images have {len(sizes)} different sizes; resizing to {size}×{size} (pass size= to "
-                      "choose)")
-    arrs = []
-    for im in ims:
-        im = im.convert(mode)
-        if size is not None and im.size != (size, size): im = _square(im, size)
+    files, skipped, animated = [], [], []
+    for cname, d in groups:
+        for f in sorted(f for f in d.rglob('*') if visible(f, d)):
+            if f.suffix.lower() in IMG_EXTS: files.append((f, cname)); continue
+            msg = f"{f}: not an image file (extension {f.suffix or 'none'}; expected one of {sorted(IMG_EXTS)})"
+            if on_error == 'raise': raise ValueError(msg)
+            skipped.append((f, 'not an image'))
+    ims = []
+    for f, cname in files:
+        try: im, frames = _decode(f)
+        except ValueError as e:
+            if on_error == 'raise': raise
+            skipped.append((f, f'cannot decode: {type(e.__cause__).__name__}')); continue
+        if frames > 1: animated.append(f)
+        ims.append((f, cname, im))
+    if not ims:
+        raise ValueError(f"Image folder {path} contains no images" if not files else
+                         f"Image folder {path}: no image could be decoded")
+    grey = [im.mode in _GREY or (im.mode == 'P' and not _has_colour(im)) for _, _, im in ims]
+    if mode is None: mode = 'L' if all(grey) else 'RGB'
+    elif mode == 'L' and not all(grey):
+        warnings.warn(f"{path}: {grey.count(False)} colour image(s) made grey to match the training split's grey "
+                      f"images ({_first([f for (f, _, _), g in zip(ims, grey) if not g])})")
+    # one size: the given one, else the most common shorter side (never one outlier's)
+    shapes = Counter(im.size for _, _, im in ims)
+    if size is None and len(shapes) > 1:
+        size = _common_side([min(im.size) for _, _, im in ims])
+        size_why = (f"images have {len(shapes)} different sizes; {size} is their most common shorter side, capped at "
+                    "the median")
+    if size is not None:
+        sides = [min(im.size) for _, _, im in ims if im.size != (size, size)]
+        if sides and size_why:
+            up, down = sum(s < size for s in sides), sum(s > size for s in sides)
+            warnings.warn(f"{path}: resized {len(sides)} of {len(ims)} images to {size}×{size} ({down} downscaled, "
+                          f"{up} upscaled, {len(sides)-up-down} only cropped): {size_why}; pass size= to choose")
+    arrs, names = [], []
+    for f, cname, im in ims:
+        try:
+            im = im.convert(mode)
+            if size is not None and im.size != (size, size): im = _square(im, size)
+        except Exception as e:
+            msg = f"{f}: cannot convert image of mode {im.mode} to {mode} ({type(e).__name__}: {e})"
+            if on_error == 'raise': raise ValueError(msg) from e
+            skipped.append((f, f'cannot convert {im.mode}')); continue
         a = np.asarray(im, dtype=np.uint8)
-        arrs.append(a[None] if a.ndim == 2 else a.transpose(2,0,1))
+        arrs.append(a[None] if a.ndim == 2 else a.transpose(2,0,1)); names.append(cname)
+    if not arrs: raise ValueError(f"Image folder {path}: no image could be converted")
     x = torch.from_numpy(np.stack(arrs))
-    return ImageData(x, torch.tensor(ys) if labeled else None, classes if labeled else None, name or path.name)
+    if not labeled: return ImageData(x, None, None, name or path.name), skipped, animated
+    count = Counter(names)
+    empty = [c for c, _ in groups if not count[c] and (classes is None or c not in classes)]
+    if empty: warnings.warn(f"{path}: class folder(s) {empty} hold no images: not counted as classes")
+    if classes is None: classes = [c for c, _ in groups if count[c]]
+    else:
+        classes = list(classes)
+        extra = [c for c, _ in groups if count[c] and c not in classes]
+        if extra:
+            near = [f"{c!r} ~ {k!r}" for c in extra for k in classes if c.lower() == k.lower()]
+            raise ValueError(f"{path}: class folder(s) {extra} not among the training split's classes {classes}: "
+                             "no classifier can learn a class it never saw, so every protocol would be wrong; add "
+                             "it to the training split or remove it" + (f" (names differ only in case: {near})"
+                                                                        if near else ""))
+        missing = [c for c in classes if not count[c]]
+        if missing: warnings.warn(f"{path}: no images for class(es) {missing} of the training split's "
+                                  f"{len(classes)} classes (their labels stay the training split's)")
+    idx = {c: i for i, c in enumerate(classes)}
+    return ImageData(x, torch.tensor([idx[c] for c in names]), classes, name or path.name), skipped, animated
+
+def _report(skipped, animated):
+    "One warning for all skipped files, one for all animated images."
+    if skipped: warnings.warn(f"skipped {len(skipped)} unreadable or non-image file(s): "
+                              + _first([f"{f} ({why})" for f, why in skipped]))
+    if animated: warnings.warn(f"{len(animated)} animated image(s): only the first frame is used ({_first(animated)})")
+
+def load_image_folder(path, size:int|None=None, labeled:bool|None=None, on_error:str='raise', name:str|None=None,
+                      classes:list|None=None) -> ImageData:
+    """Images under `path` as `ImageData`; class per sub-folder when `labeled` (auto: when there are sub-folders).
+    `classes`: the class list to number the sub-folders by (the training split's), instead of their sorted names."""
+    d, skipped, animated = _read_folder(path, size, labeled, on_error, name, classes)
+    _report(skipped, animated)
+    return d
 
 def _has_colour(im):
     pal = im.convert('RGB'); a = np.asarray(pal)
@@ -232,8 +363,47 @@ def _fetch(url, root, md5=None):
         raise FileNotFoundError(f"Could not download {url} into {root} ({e}). "
                                 "Download it by hand and extract it there.") from e
 
+def _np_globals():
+    try: from numpy._core.multiarray import _reconstruct
+    except ImportError: from numpy.core.multiarray import _reconstruct   # numpy < 2
+    return {('numpy.core.multiarray', '_reconstruct'): _reconstruct,    # the name in the real files (numpy 1)
+            ('numpy._core.multiarray', '_reconstruct'): _reconstruct,   # the name numpy 2 writes
+            ('numpy', 'ndarray'): np.ndarray, ('numpy', 'dtype'): np.dtype}
+
+class _CifarUnpickler(pickle.Unpickler):
+    "Unpickles what a CIFAR-10 batch holds (dicts, lists, str, bytes, ints, numpy arrays); refuses any other global."
+    def find_class(self, module, name):
+        g = _np_globals().get((module, name))
+        if g is None:
+            raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: a CIFAR-10 batch holds only dicts, "
+                                         "lists, strings, numbers and numpy arrays, so this file is not one (or was "
+                                         "made to run code); nothing in it was run")
+        return g
+
+def _read_cifar_batch(f):
+    "(uint8 images N×3×32×32, int64 labels) of CIFAR-10 batch file `f`, read without running any code it holds."
+    try:
+        with open(f, 'rb') as fh: b = _CifarUnpickler(fh, encoding='latin1').load()
+    except pickle.UnpicklingError as e:
+        if str(e).startswith('refusing'): raise ValueError(f"{f}: {e}") from None
+        raise ValueError(f"{f}: not a CIFAR-10 batch file ({type(e).__name__}: {e})") from e
+    except Exception as e: raise ValueError(f"{f}: not a CIFAR-10 batch file ({type(e).__name__}: {e})") from e
+    get = lambda k: b.get(k, b.get(k.encode())) if isinstance(b, dict) else None
+    data, labels = get('data'), get('labels')
+    if data is None or labels is None:
+        keys = sorted(map(str, b)) if isinstance(b, dict) else type(b).__name__
+        raise ValueError(f"{f}: not a CIFAR-10 batch file (need a dict with 'data' and 'labels', got {keys})")
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise ValueError(f"{f}: 'data' must be a uint8 array of shape (N, 3072), got "
+                         f"{getattr(data, 'dtype', type(data).__name__)} {getattr(data, 'shape', '')}")
+    y = np.asarray(labels)
+    if y.shape != (len(data),) or (len(y) and y.dtype.kind not in 'iu'):
+        raise ValueError(f"{f}: 'labels' must be {len(data)} integers, got {y.dtype} of shape {y.shape}")
+    if len(y) and (y.min() < 0 or y.max() > 9): raise ValueError(f"{f}: labels must be 0..9, got {y.min()}..{y.max()}")
+    return data.reshape(-1,3,32,32), y.astype(np.int64)
+
 def load_cifar10(split:str='train', root=None, download:bool=False) -> ImageData:
-    "CIFAR-10 `split` from `root/cifar-10-batches-py` (the python version), 3×32×32 uint8."
+    "CIFAR-10 `split` from `root/cifar-10-batches-py` (the python version), 3×32×32 uint8; its pickles run no code."
     if split not in ('train','test'): raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     root = Path(root or data_home()); d = root/'cifar-10-batches-py'
     names = [f'data_batch_{i}' for i in range(1,6)] if split == 'train' else ['test_batch']
@@ -242,13 +412,9 @@ def load_cifar10(split:str='train', root=None, download:bool=False) -> ImageData
             raise FileNotFoundError(f"CIFAR-10 files {names} not found in {d}; pass download=True or extract "
                                     f"cifar-10-python.tar.gz into {root}")
         _fetch('https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz', root, 'c58f30108f718f92721af3b95e74349a')
-    xs, ys = [], []
-    for n in names:
-        try:
-            with open(d/n, 'rb') as f: b = pickle.load(f, encoding='latin1')
-            xs.append(np.asarray(b['data'], dtype=np.uint8).reshape(-1,3,32,32)); ys += list(b['labels'])
-        except Exception as e: raise ValueError(f"{d/n}: not a CIFAR-10 batch file ({type(e).__name__}: {e})") from e
-    return ImageData(torch.from_numpy(np.concatenate(xs)), torch.tensor(ys), CIFAR10_CLASSES, f'cifar10-{split}')
+    xs, ys = zip(*(_read_cifar_batch(d/n) for n in names))
+    return ImageData(torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys)), CIFAR10_CLASSES,
+                     f'cifar10-{split}')
 
 def load_stl10(split:str='train', root=None, download:bool=False) -> ImageData:
     "STL-10 `split` ('train', 'test' or 'unlabeled') from `root/stl10_binary`, 3×96×96 uint8."
@@ -272,32 +438,64 @@ def load_stl10(split:str='train', root=None, download:bool=False) -> ImageData:
     return ImageData(torch.from_numpy(np.ascontiguousarray(x)), None if y is None else torch.from_numpy(y),
                      STL10_CLASSES if y is not None else None, f'stl10-{split}')
 
-def load_imagenette(split:str='train', size:int=128, path=None) -> ImageData:
-    "Imagenette (160-px version) `split` ('train' or 'val') via fastai's `untar_data`, resized to `size`."
-    if split not in ('train','val'): raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+def _imagenette_root(path=None) -> Path:
     if path is None:
         from fastai.data.external import untar_data, URLs
         path = untar_data(URLs.IMAGENETTE_160)
-    return load_image_folder(Path(path)/split, size=size, labeled=True, name=f'imagenette-{split}')
+    return Path(path)
+
+def load_imagenette(split:str='train', size:int=128, path=None, on_error:str='raise') -> ImageData:
+    "Imagenette (160-px version) `split` ('train' or 'val') via fastai's `untar_data`, resized to `size`."
+    if split not in ('train','val'): raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    return load_image_folder(_imagenette_root(path)/split, size=size, labeled=True, on_error=on_error,
+                             name=f'imagenette-{split}')
 
 # %% ../nbs/01_data.ipynb #a3cc180b
 DATASETS = ('fmnist', 'cifar10', 'stl10', 'imagenette', 'folder:<path>')
 
-def get_data(name:str='fmnist', size:int|None=None, root=None) -> tuple[ImageData, ImageData]:
-    "(train, test) `ImageData` of dataset `name`, one of `DATASETS`."
-    if name == 'fmnist': return load_fmnist('train', root), load_fmnist('test', root)
-    if name == 'cifar10': return load_cifar10('train', root), load_cifar10('test', root)
-    if name == 'stl10': return load_stl10('train', root), load_stl10('test', root)
-    if name == 'imagenette':
-        return load_imagenette('train', size or 128, root), load_imagenette('val', size or 128, root)
-    if name.startswith('folder:'):
+def _resize_data(d:ImageData, size:int|None) -> ImageData:
+    "`d` with its images' shorter side resized to `size` (antialiased bilinear) and centre-cropped square."
+    if size is None or d.shape[1:] == (size, size): return d
+    h, w = d.shape[1:]; s = size / min(h, w)
+    nh, nw = max(size, round(h*s)), max(size, round(w*s)); t, l = (nh-size)//2, (nw-size)//2
+    rs = lambda b: torch.nn.functional.interpolate(b.float(), size=(nh, nw), mode='bilinear', antialias=True,
+                                                   align_corners=False)[..., t:t+size, l:l+size]
+    return ImageData(torch.cat([rs(b).round().clamp(0, 255).to(torch.uint8) for b in d.x.split(4096)]), d.y,
+                     d.classes, d.name)
+
+def _folder_pair(train_dir, test_dir, size=None, on_error='raise', names=(None, None)):
+    "(train, test) image folders with ONE class list and ONE image size, both the training split's."
+    trn, s1, a1 = _read_folder(train_dir, size, True, on_error, names[0])
+    c, h, w = trn.shape
+    tst, s2, a2 = _read_folder(test_dir, size or (h if h == w else None), True, on_error, names[1], trn.classes,
+                               size_why=None if size else "the training split's size", mode='L' if c == 1 else 'RGB')
+    if tst.shape != trn.shape:
+        raise ValueError(f"{train_dir} images are {h}×{w} but {test_dir} images are {tst.shape[1]}×{tst.shape[2]}; "
+                         "pass size= to resize both to one square size")
+    _report(s1 + s2, a1 + a2)
+    return trn, tst
+
+def get_data(name:str='fmnist', size:int|None=None, root=None, on_error:str='raise') -> tuple[ImageData, ImageData]:
+    """(train, test) `ImageData` of dataset `name`, one of `DATASETS`, at `size`×`size` if given.
+    `on_error='skip'` skips unreadable or non-image files of an image folder with one warning."""
+    _check_opts(size, on_error)
+    if name == 'fmnist': trn, tst = load_fmnist('train', root), load_fmnist('test', root)
+    elif name == 'cifar10': trn, tst = load_cifar10('train', root), load_cifar10('test', root)
+    elif name == 'stl10': trn, tst = load_stl10('train', root), load_stl10('test', root)
+    elif name == 'imagenette':
+        p = _imagenette_root(root)
+        return _folder_pair(p/'train', p/'val', size or 128, on_error, ('imagenette-train', 'imagenette-val'))
+    elif name.startswith('folder:'):
         p = Path(name[7:])
+        if not p.exists(): raise FileNotFoundError(f"data set folder {p} does not exist")
+        if not p.is_dir(): raise NotADirectoryError(f"data set folder {p} is a file, not a folder")
         test = next((p/s for s in ('test','val','valid') if (p/s).is_dir()), None)
         if not (p/'train').is_dir() or test is None:
             raise FileNotFoundError(f"{p}: expected a train/ folder and a test/ (or val/) folder, each with one "
                                     "sub-folder per class")
-        return load_image_folder(p/'train', size, labeled=True), load_image_folder(test, size, labeled=True)
-    raise ValueError(f"Unknown dataset {name!r}; choose one of {DATASETS}")
+        return _folder_pair(p/'train', test, size, on_error)
+    else: raise ValueError(f"Unknown dataset {name!r}; choose one of {DATASETS}")
+    return _resize_data(trn, size), _resize_data(tst, size)
 
 # %% ../nbs/01_data.ipynb #6a0766f3
 class _Len:
@@ -382,12 +580,21 @@ def check_labeled(train:ImageData, test:ImageData|None=None, protocol:str='linea
     return max(train.n_classes, top + 1)
 
 # %% ../nbs/01_data.ipynb #efa918cb
-def prepare_data(data:str|tuple='fmnist', tier:str|Tier='cpu', seed:int=0):
-    "(pretrain, monitor_bank, monitor_query, eval_train, eval_test) ImageData for `data` at `tier`."
+def prepare_data(data:str|tuple='fmnist', tier:str|Tier='cpu', seed:int=0, on_error:str='raise'):
+    """(pretrain, monitor_bank, monitor_query, eval_train, eval_test) ImageData for `data` at `tier` (and its `size`).
+    `on_error='skip'` skips unreadable or non-image files of an image folder with one warning."""
     tier = get_tier(tier)
-    trn, tst = get_data(data) if isinstance(data, str) else data
+    if isinstance(data, str): trn, tst = get_data(data, size=tier.size, on_error=on_error)
+    else:
+        trn, tst = data
+        if trn.classes and tst.classes and list(trn.classes) != list(tst.classes):
+            raise ValueError(f"the train and test splits number their classes differently: {list(trn.classes)} vs "
+                             f"{list(tst.classes)}; give both the training split's class list")
+        trn, tst = _resize_data(trn, tier.size), _resize_data(tst, tier.size)
+    upto = lambda n, d: None if n is None else min(n, len(d))   # a tier asks for at most n images
     rest, held = trn.split(min(tier.n_monitor + tier.n_monitor // 4, len(trn) // 2), seed=seed)
     q = max(1, len(held) // 5)
     bank, query = held.split(q, seed=seed + 1)
-    pre = rest.subset(tier.n_train, seed=seed, balanced=False)
-    return pre, bank, query, trn.subset(tier.n_eval_train, seed=seed), tst.subset(tier.n_eval_test, seed=seed)
+    pre = rest.subset(upto(tier.n_train, rest), seed=seed, balanced=False)
+    return (pre, bank, query, trn.subset(upto(tier.n_eval_train, trn), seed=seed),
+            tst.subset(upto(tier.n_eval_test, tst), seed=seed))

@@ -6,14 +6,15 @@ Docs: https://ssl-learn.github.io/ssl_learn/features.html.md"""
 
 # %% ../nbs/05_features.ipynb #97bd32f4
 from __future__ import annotations
+import math
 from contextlib import contextmanager
 import numpy as np, torch, torch.nn.functional as F
 from fastprogress.fastprogress import progress_bar
 from .core import default_device
 
 # %% auto #0
-__all__ = ['KNN_KS', 'FeatureCache', 'feature_cache', 'extract_features', 'stage_shapes', 'stage_pool_sizes', 'stage_dims',
-           'extract_stage_features', 'knn_classify', 'knn_accuracy']
+__all__ = ['KNN_KS', 'FeatureCache', 'feature_cache', 'extract_features', 'NonFiniteFeatures', 'stage_shapes', 'stage_pool_sizes',
+           'stage_dims', 'extract_stage_features', 'knn_classify', 'knn_accuracy']
 
 # %% ../nbs/05_features.ipynb #186f01b9
 class FeatureCache:
@@ -48,17 +49,32 @@ def extract_features(backbone, x:torch.Tensor, bs:int=512, device=None, progress
         return v.clone()
     return _extract_pooled(backbone, x, bs, device, progress)
 
+class NonFiniteFeatures(ValueError):
+    "A backbone gave nan or inf features: its weights are broken (a diverged run) or its activations overflow."
+    def __init__(self, msg): super().__init__(msg); self.msg = msg
+    def __str__(self): return self.msg   # fastai prefixes the args of an error raised in a callback; keep one line
+
+def _check_finite(f:torch.Tensor, backbone, batch:int, what:str='features'):
+    "`f` (one batch's features), or `NonFiniteFeatures` at the first batch with a nan or an inf: no time lost."
+    bad = int((~torch.isfinite(f)).flatten(1).any(1).sum())
+    if bad:
+        raise NonFiniteFeatures(f"{type(backbone).__name__} {getattr(backbone, 'config', '')}: non-finite {what} "
+                                f"(nan/inf) in batch {batch + 1} ({bad} of its {len(f)} images): its weights are broken "
+                                "(a diverged run?) or its activations overflow; it cannot be evaluated")
+    return f
+
 def _extract_pooled(backbone, x, bs, device, progress):
     device = default_device(device)
     was_training = backbone.training
     backbone.eval().to(device)
     out = []
     it = range(0, len(x), bs)
-    for i in (progress_bar(it, leave=False) if progress else it):
-        xb = x[i:i+bs].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, enabled=device.type == 'cuda'):
-            out.append(backbone(xb).float().cpu())
-    backbone.train(was_training)
+    try:
+        for i in (progress_bar(it, leave=False) if progress else it):
+            xb = x[i:i+bs].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, enabled=device.type == 'cuda'):
+                out.append(_check_finite(backbone(xb).float().cpu(), backbone, i // bs))
+    finally: backbone.train(was_training)
     return torch.cat(out)
 
 # %% ../nbs/05_features.ipynb #ad2f426a
@@ -105,14 +121,16 @@ def _extract_stages(backbone, x, pool_sizes, keep, bs, device, dtype, progress):
     was = backbone.training; backbone.eval().to(device)
     outs = None
     it = range(0, len(x), bs)
-    for i in (progress_bar(it, leave=False) if progress else it):
-        xb = x[i:i+bs].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, enabled=device.type == 'cuda'):
-            fs = backbone(xb, stages=True)
-        fs = [torch.flatten(F.adaptive_avg_pool2d(fs[i].float(), pool_sizes[i]), 1) for i in keep]
-        if outs is None: outs = [torch.empty(len(x), f.shape[1], dtype=dtype) for f in fs]
-        for o, f in zip(outs, fs): o[i:i+len(f)] = f.to('cpu', dtype)
-    backbone.train(was)
+    try:
+        for i in (progress_bar(it, leave=False) if progress else it):
+            xb = x[i:i+bs].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, enabled=device.type == 'cuda'):
+                fs = backbone(xb, stages=True)
+            fs = [torch.flatten(F.adaptive_avg_pool2d(fs[i].float(), pool_sizes[i]), 1) for i in keep]
+            if outs is None: outs = [torch.empty(len(x), f.shape[1], dtype=dtype) for f in fs]
+            for s, o, f in zip(keep, outs, fs):
+                o[i:i+len(f)] = _check_finite(f.to('cpu', dtype), backbone, i // bs, f'stage-{s} features (in {dtype})')
+    finally: backbone.train(was)
     return outs
 
 # %% ../nbs/05_features.ipynb #9fd67a4d
@@ -127,7 +145,8 @@ def knn_classify(train_f:torch.Tensor, train_y:torch.Tensor, test_f:torch.Tensor
     if not ks or ks[0] < 1: raise ValueError(f"k must be ≥ 1, got {ks}")
     if ks[-1] > len(train_f):
         raise ValueError(f"k={ks[-1]} is larger than the {len(train_f)} training examples; use smaller k")
-    if T <= 0: raise ValueError(f"temperature T must be > 0, got {T}")
+    if not (isinstance(T, (int, float)) and math.isfinite(T) and T > 0):
+        raise ValueError(f"temperature T must be a finite number > 0, got {T!r}")
     if train_f.shape[1] != test_f.shape[1]:
         raise ValueError(f"feature sizes differ: train {train_f.shape[1]}, test {test_f.shape[1]}")
     n_classes = n_classes or int(train_y.max()) + 1

@@ -6,7 +6,8 @@ Docs: https://ssl-learn.github.io/ssl_learn/learner.html.md"""
 
 # %% ../nbs/12_learner.ipynb #69bb121d
 from __future__ import annotations
-import json, random, time
+import errno, hashlib, json, os, random, signal, threading, time, warnings
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 import torch
@@ -17,14 +18,15 @@ from fastai.metrics import Metric
 from fastai.optimizer import SGD
 from fastai.callback.schedule import fit_one_cycle   # noqa: F401 (patches Learner.fit_one_cycle)
 from .core import default_device, atomic_save, peak_memory_mb, provenance, set_seed, Tier
+from .core import positive_number, writable_dir
 from .data import ImageData, ssl_dls, prepare_data, check_labeled
 from .models import save_backbone, make_backbone
 from .features import extract_features, knn_accuracy
 from .method import SSLModel, MethodCallback, get_method, method_tier
 
 # %% auto #0
-__all__ = ['KNNMonitor', 'Throughput', 'Checkpoint', 'load_checkpoint', 'ssl_learner', 'train', 'plot_history',
-           'plot_knn_monitor']
+__all__ = ['KNNMonitor', 'Throughput', 'Checkpoint', 'TrainingDiverged', 'config_changes', 'check_config', 'load_checkpoint',
+           'DivergenceGuard', 'ssl_learner', 'train', 'plot_history', 'plot_knn_monitor']
 
 # %% ../nbs/12_learner.ipynb #d0dab335
 class KNNMonitor(Metric):
@@ -94,6 +96,11 @@ class Checkpoint(Callback):
             self.resume_recorder = None
     def after_epoch(self):
         if self.epoch < self.start_epoch: return   # an epoch skipped on resume
+        bad = _nonfinite(self.model)
+        if bad:
+            raise TrainingDiverged(f"training diverged: non-finite weights after epoch {self.epoch + 1} "
+                                   f"({_names(bad)}); {_kept(self)}. Lower the learning rate (--lr) and start over "
+                                   "(--no-resume)")
         names = self.recorder.metric_names[1:-1]   # drop 'epoch' and 'time'
         log = {n: (round(float(v), 4) if v is not None else None) for n, v in zip(names, self.recorder.log[1:])}
         self.history.append(dict(epoch=self.epoch, **log, **self.learn.throughput.stats))
@@ -103,17 +110,78 @@ class Checkpoint(Callback):
                      meta=self.meta,
                      smooth_loss=dict(count=self.recorder.smooth_loss.count, val=float(self.recorder.smooth_loss.val)))
         atomic_save(state, self.path/'last.pth')
-        atomic_save(dict(meta=self.meta, history=self.history, losses=state['losses']), self.path/'log.json')
+        self.write_log(state['losses'])
+    def write_log(self, losses:list):
+        "Write `log.json`, the readable copy of the history that `last.pth` holds."
+        atomic_save(dict(meta=self.meta, history=self.history, losses=losses), self.path/'log.json')
 
-def load_checkpoint(learn:Learner, path) -> int:
-    "Restore model, optimizer, RNG and history from `path` (a `last.pth`); returns the epoch to start from."
+class TrainingDiverged(FloatingPointError):
+    "The training loss or the weights became nan or inf; the run stopped before saving anything non-finite."
+    def __init__(self, msg): super().__init__(msg); self.msg = msg
+    def __str__(self): return self.msg   # fastai prefixes the args of an error raised in a callback; keep one line
+
+def _nonfinite(model) -> list:
+    "Names of `model`'s floating-point parameters and buffers that hold a nan or an inf."
+    return [k for k, v in model.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+
+def _names(ks): return ', '.join(ks[:3]) + (f' and {len(ks) - 3} more' if len(ks) > 3 else '')
+
+def _kept(cb) -> str:
+    "What a stopped run kept: where its last checkpoint is, and after which epoch."
+    ck = cb if isinstance(cb, Checkpoint) else getattr(cb.learn, 'checkpoint', None)
+    if ck is None: return 'nothing was saved (no checkpoint path)'
+    if ck.history and (ck.path/'last.pth').exists():
+        return f"{ck.path/'last.pth'} keeps the state after epoch {ck.history[-1]['epoch'] + 1}"
+    return f"no epoch had finished, nothing was saved in {ck.path}"
+
+_UNSET = object()
+
+def _flat(d:dict, pre:str='') -> dict:
+    "Nested dicts as one dict with dotted keys (empty dicts vanish)."
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict): out.update(_flat(v, f'{pre}{k}.'))
+        else: out[f'{pre}{k}'] = v
+    return out
+
+def config_changes(old:dict, new:dict) -> list:
+    "'field old → new' for each field of a run's configuration that differs (nested fields by dotted name)."
+    o, n = _flat(_plain(old)), _flat(_plain(new))
+    fmt = lambda v: 'unset' if v is _UNSET else repr(v)
+    return [f"{k} {fmt(o.get(k, _UNSET))} → {fmt(n.get(k, _UNSET))}" for k in list(n) + [k for k in o if k not in n]
+            if o.get(k, _UNSET) != n.get(k, _UNSET)]
+
+def check_config(st:dict, config:dict, path):
+    "Refuse to resume checkpoint `st` (from `path`) in a run whose `config` differs from the one that wrote it."
+    meta = st.get('meta') or {}
+    old = meta.get('config')
+    if old is None:   # written before runs recorded their configuration: check what it has
+        old = {k: meta[k] for k in ('method', 'tier', 'arch') if k in meta}
+        if 'n_epoch' in st: old['epochs'] = st['n_epoch']
+        warnings.warn(f"{path} records no run configuration (an older checkpoint): only "
+                      f"{', '.join(old) or 'nothing'} can be checked before resuming")
+        config = {k: config.get(k) for k in old}
+    ch = config_changes(old, config)
+    if not ch: return
+    ch = [c + (' (the one-cycle learning-rate schedule spans the whole run, so its length cannot change on resume)'
+               if c.startswith('epochs ') else '') for c in ch]
+    raise ValueError(f"{path} holds a checkpoint of another run: {'; '.join(ch)}. Resuming would mix the two runs: "
+                     "start over with --no-resume (train(..., resume=False)), or use another --out")
+
+def load_checkpoint(learn:Learner, path, config:dict|None=None) -> int:
+    """Restore model, optimizer, RNG and history from `path` (a `last.pth`); returns the epoch to start from. With
+    `config` (the run's configuration), a checkpoint written by a run with another one is refused."""
     path = Path(path)
     try: st = torch.load(path, map_location=learn.dls.device, weights_only=True)
     except Exception as e:
         raise ValueError(f"{path}: cannot load the training checkpoint ({type(e).__name__}: {e})") from e
     for k in ('model', 'opt', 'epoch', 'rng'):
         if k not in st: raise ValueError(f"{path}: not a training checkpoint (no {k!r} entry)")
-    learn.model.load_state_dict(st['model'])
+    if config is not None: check_config(st, config, path)
+    try: learn.model.load_state_dict(st['model'])
+    except RuntimeError as e:
+        raise ValueError(f"{path}: its weights do not fit this learner's model (another method or backbone?): "
+                         f"{str(e).splitlines()[0]}") from e
     if learn.opt is None: learn.create_opt()
     learn.opt.load_state_dict(dict(state=st['opt']['state'], hypers=L(st['opt']['hypers'])))
     _set_rng_state(st['rng'])
@@ -121,13 +189,31 @@ def load_checkpoint(learn:Learner, path) -> int:
         if isinstance(cb, Checkpoint):
             cb.start_epoch, cb.history = st['epoch'], list(st.get('history', []))
             cb.resume_recorder = dict(losses=st.get('losses', []), **st.get('smooth_loss', dict(count=0, val=0.)))
+            if cb.path.resolve() == path.parent.resolve(): cb.write_log(st.get('losses', []))   # from the truth
     return st['epoch']
+
+# %% ../nbs/12_learner.ipynb #d80421a1
+class DivergenceGuard(Callback):
+    "Stop training (`TrainingDiverged`) at the first non-finite training loss, or non-finite weights after an epoch."
+    def _stop(self, what:str, where:str):
+        raise TrainingDiverged(f"training diverged: {what} at epoch {self.epoch + 1}/{self.n_epoch}{where}; "
+                               f"stopped before saving anything non-finite: {_kept(self)}. Lower the learning rate "
+                               "(--lr) and start over (--no-resume)")
+    def after_loss(self):
+        if self.training and not torch.isfinite(self.loss).all():
+            lr = self.opt.hypers[-1].get('lr') if self.opt is not None else None
+            self._stop(f"the training loss became {float(self.loss)}",
+                       f", batch {self.iter + 1}/{self.n_iter}" + (f" (lr {lr:.3g})" if lr is not None else ''))
+    def after_train(self):
+        bad = _nonfinite(self.model)
+        if bad: self._stop(f"the weights became non-finite ({_names(bad)})", '')
 
 # %% ../nbs/12_learner.ipynb #046180b0
 def ssl_learner(train:ImageData, method:str='rotation', tier:str|Tier='cpu', valid:ImageData|None=None,
                 monitor:tuple|None=None, path=None, device=None, lr:float|None=None, method_kw:dict|None=None,
                 **tier_kw) -> Learner:
     "A fastai `Learner` pre-training `method` on `train` (labels unused) at `tier` (a name, or a `Tier` used as given)."
+    if lr is not None: lr = positive_number(lr, 'lr')
     if not isinstance(tier, Tier) or tier_kw: tier = method_tier(method, tier, **tier_kw)
     device = default_device(device)
     if len(train) < tier.bs:
@@ -140,11 +226,11 @@ def ssl_learner(train:ImageData, method:str='rotation', tier:str|Tier='cpu', val
                         "ssl_learn.method)")
     dls = ssl_dls(train, valid, bs=tier.bs, device=device)
     metrics = model.make_metrics() + ([KNNMonitor(*monitor)] if monitor is not None else [])
-    cbs = [cb, Throughput()] + ([Checkpoint(path, meta=dict(method=method, tier=tier.name, arch=backbone.config))]
-                                if path else [])
+    cbs = [cb, Throughput(), DivergenceGuard()] + (
+        [Checkpoint(path, meta=dict(method=method, tier=tier.name, arch=backbone.config))] if path else [])
     od = model.opt_defaults   # a method's own optimizer/lr/wd (AdamW for a ViT), else SGD and the tier's
     learn = Learner(dls, model, loss_func=model.loss, opt_func=od.get('opt_func', partial(SGD, mom=0.9)),
-                    lr=lr or od.get('lr', tier.lr),
+                    lr=lr if lr is not None else od.get('lr', tier.lr),
                     wd=od.get('wd', tier.wd),
                     metrics=metrics, cbs=cbs, path=path or '.', model_dir='.')
     learn.model.to(memory_format=torch.channels_last)
@@ -152,32 +238,81 @@ def ssl_learner(train:ImageData, method:str='rotation', tier:str|Tier='cpu', val
     return learn
 
 # %% ../nbs/12_learner.ipynb #47ea2b36
+@contextmanager
+def _run_lock(out:Path):
+    "Hold `out/.lock` (flock) while a training writes into `out`; refuse at once if another process holds it."
+    try: import fcntl
+    except ImportError: fcntl = None   # no flock on this OS: no lock
+    if fcntl is None:
+        yield; return
+    fd = os.open(out/'.lock', os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors='replace').strip()
+            raise BlockingIOError(errno.EWOULDBLOCK, f"{out} is in use by another training"
+                                  f"{f' (process {pid})' if pid else ''}: wait for it to end, or use another --out"
+                                  ) from None
+        os.ftruncate(fd, 0); os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally: os.close(fd)   # closing releases the lock
+
+@contextmanager
+def _sigterm_interrupts():
+    "While inside, SIGTERM raises `KeyboardInterrupt('SIGTERM')` in the main thread, as Ctrl-C raises one."
+    if threading.current_thread() is not threading.main_thread():
+        yield; return
+    def handler(signum, frame): raise KeyboardInterrupt('SIGTERM')
+    prev = signal.signal(signal.SIGTERM, handler)
+    try: yield
+    finally: signal.signal(signal.SIGTERM, prev if prev is not None else signal.SIG_DFL)
+
+def _jsonable(o):
+    if isinstance(o, dict): return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return [_jsonable(v) for v in o]
+    return o if o is None or isinstance(o, (bool, int, float, str)) else repr(o)
+
+def _data_hash(d:ImageData) -> str:
+    "A short hash of the pre-training images and labels: another data set, subset or seed gives another one."
+    h = hashlib.blake2b(d.x.contiguous().numpy().tobytes(), digest_size=8)
+    if d.y is not None: h.update(d.y.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
 def train(method:str='rotation', data:str|tuple='fmnist', tier:str|Tier='cpu', out='runs/run', epochs:int|None=None,
           resume:bool=True, seed:int=0, device=None, monitor:bool=True, lr:float|None=None, method_kw:dict|None=None,
           **tier_kw) -> dict:
     "Pre-train `method` on `data` at `tier`, checkpointing to `out` every epoch; returns a summary dict."
+    if lr is not None: positive_number(lr, 'lr')
     tier = method_tier(method, tier, epochs=epochs, **tier_kw)
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    set_seed(seed)
-    pre, bank, query, _, _ = prepare_data(data, tier, seed)
-    k = min(20, len(bank))
-    learn = ssl_learner(pre, method, tier, valid=query, monitor=(bank, query, k) if monitor else None, path=out,
-                        device=device, lr=lr, method_kw=method_kw)
-    start = 0
-    if resume and (out/'last.pth').exists():
-        start = load_checkpoint(learn, out/'last.pth')
-        print(f"Resuming from {out/'last.pth'} at epoch {start}/{tier.epochs}")
-    t0 = time.time()
-    if start < tier.epochs:
-        learn.fit_one_cycle(tier.epochs, learn.lr, start_epoch=start)
-    bb = learn.model.backbone
-    meta = dict(method=method, data=data if isinstance(data, str) else 'custom', tier=tier.name, epochs=tier.epochs,
-                n_pretrain=len(pre), **provenance())
-    save_backbone(bb, out/'backbone.pth', **meta)
-    hist = json.loads((out/'log.json').read_text())['history'] if (out/'log.json').exists() else []
-    summary = dict(meta, seconds=round(time.time() - t0, 1), history=hist, backbone=str(out/'backbone.pth'))
-    atomic_save(summary, out/'train.json')
-    return summary
+    device = default_device(device)
+    out = writable_dir(out)
+    with _run_lock(out), _sigterm_interrupts():
+        set_seed(seed)
+        pre, bank, query, _, _ = prepare_data(data, tier, seed)
+        k = min(20, len(bank))
+        learn = ssl_learner(pre, method, tier, valid=query, monitor=(bank, query, k) if monitor else None, path=out,
+                            device=device, lr=lr, method_kw=method_kw)
+        config = _jsonable(dict(method=method, data=data if isinstance(data, str) else 'custom', n_pretrain=len(pre),
+                                data_hash=_data_hash(pre), tier=tier.name, arch=learn.model.backbone.config,
+                                size=tier.size, seed=seed, lr=learn.lr, wd=learn.wd, bs=tier.bs, epochs=tier.epochs,
+                                method_kw=method_kw or {}))
+        learn.checkpoint.meta['config'] = config
+        start = 0
+        if resume and (out/'last.pth').exists():
+            start = load_checkpoint(learn, out/'last.pth', config=config)
+            print(f"Resuming from {out/'last.pth'} at epoch {start}/{tier.epochs}", flush=True)
+        t0 = time.time()
+        if start < tier.epochs:
+            learn.fit_one_cycle(tier.epochs, learn.lr, start_epoch=start)
+        bb = learn.model.backbone
+        meta = dict(method=method, data=data if isinstance(data, str) else 'custom', tier=tier.name,
+                    epochs=tier.epochs, n_pretrain=len(pre), **provenance())
+        save_backbone(bb, out/'backbone.pth', **meta)
+        hist = torch.load(out/'last.pth', map_location='cpu', weights_only=True).get('history', [])  # the truth
+        summary = dict(meta, seconds=round(time.time() - t0, 1), history=hist, backbone=str(out/'backbone.pth'),
+                       config=config)
+        atomic_save(summary, out/'train.json')
+        return summary
 
 # %% ../nbs/12_learner.ipynb #c081639a
 def plot_history(log, path=None, title:str=''):

@@ -6,7 +6,7 @@ Docs: https://ssl-learn.github.io/ssl_learn/bench.run.html.md"""
 
 # %% ../../nbs/50_bench.run.ipynb #8fd6b69a
 from __future__ import annotations
-import json, shutil, subprocess, sys, time
+import json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 from ..core import get_tier, provenance, atomic_save, Tier
 from ..method import list_methods
@@ -28,13 +28,16 @@ def row_order(names) -> list:
     return sorted(dict.fromkeys(names), key=lambda n: (rank.get(n, len(rank)), n))
 
 def bench_methods(methods='all') -> list:
-    "Registered method names (baselines excluded) for `'all'`, a comma-separated string or a list; unknown names raise."
-    known = [m for m in list_methods() if m not in BENCH_BASELINES]
-    if methods in (None, 'all'): return row_order(known)
+    """Registered method names: for `'all'` every one but the baselines (`bench` adds those itself), else those of a
+    comma-separated string or a list, where 'supervised' (a baseline trained like a method) is accepted too; unknown
+    names raise."""
+    registered = list_methods()
+    if methods in (None, 'all'): return row_order(m for m in registered if m not in BENCH_BASELINES)
     ms = [m.strip() for m in (methods.split(',') if isinstance(methods, str) else methods) if m.strip()]
-    bad = [m for m in ms if m not in known]
+    bad = [m for m in ms if m not in registered]
     if bad or not ms:
-        raise ValueError(f"Unknown method(s) {bad or methods!r}; available: {', '.join(row_order(known))} or 'all'")
+        raise ValueError(f"Unknown method(s) {bad or methods!r}; available: {', '.join(row_order(registered))} or "
+                         "'all'")
     return row_order(ms)
 
 def bench_settings(tier:str|Tier, settings:str|None=None) -> str:
@@ -47,13 +50,17 @@ def bench_settings(tier:str|Tier, settings:str|None=None) -> str:
     return s
 
 # %% ../../nbs/50_bench.run.ipynb #4e492843
+def _data_key(data:str) -> str:
+    "The name of data set `data` in paths: as given, or for `folder:PATH` with `PATH` made absolute."
+    return f"folder:{Path(data[7:]).expanduser().resolve()}" if data.startswith('folder:') else data
+
 def bench_dir(out, tier:str, data:str='fmnist') -> Path:
     "Where the results of `data` at `tier` live: `<out>/<data>/<tier>/`."
-    return Path(out)/data/get_tier(tier).name
+    return Path(out)/_data_key(data)/get_tier(tier).name
 
 def run_dir(runs, method:str, tier:str, data:str='fmnist') -> Path:
     "Where `method`'s pre-training on `data` at `tier` runs: `<runs>/<data>/<tier>/<method>/`."
-    return Path(runs)/data/get_tier(tier).name/method
+    return Path(runs)/_data_key(data)/get_tier(tier).name/method
 
 # %% ../../nbs/50_bench.run.ipynb #97556b7e
 def _cli() -> list:
@@ -64,29 +71,80 @@ def _tail(r) -> str:
     lines = (r.stderr or r.stdout or '').strip().splitlines()
     return lines[-1] if lines else f'exit {r.returncode}'
 
+_PR_SET_PDEATHSIG = 1
+
+def _die_with_parent(ppid:int):
+    """A child's `preexec_fn`: on Linux, SIGKILL when its parent dies (even by `kill -9`); at once if `ppid` is
+    already gone."""
+    prctl = None
+    if sys.platform.startswith('linux'):
+        import ctypes
+        prctl = ctypes.CDLL(None, use_errno=True).prctl    # looked up before the fork: the child only calls it
+    kill = int(signal.SIGKILL)
+    def f():
+        if prctl is not None: prctl(_PR_SET_PDEATHSIG, kill)
+        if os.getppid() != ppid: os.kill(os.getpid(), kill)   # the runner died before prctl took effect
+    return f
+
+def _kill_group(p:subprocess.Popen, grace:float=5.):
+    "SIGTERM to the process group that `p` leads, SIGKILL to what is left after `grace` seconds; `p` reaped."
+    try: os.killpg(p.pid, signal.SIGTERM)
+    except ProcessLookupError: pass
+    try: p.wait(grace)
+    except subprocess.TimeoutExpired: pass
+    try: os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError: pass
+    p.wait()
+
+def _run_child(cmd:list) -> subprocess.CompletedProcess:
+    """`subprocess.run(cmd, capture_output=True, text=True)`, but `cmd` leads its own process group, killed if the
+    runner stops while it runs, and dies with the runner (Linux)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         preexec_fn=_die_with_parent(os.getpid()))
+    try: out, err = p.communicate()
+    finally:
+        if p.returncode is None: _kill_group(p)
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
+
 def train_summary(path) -> dict:
-    "Pre-training figures of a `train.json`: seconds, epochs, images, mean images/s, peak memory, commit, command."
+    """Pre-training figures of a `train.json`: seconds, epochs, images, mean images/s, peak memory, commit, command,
+    time."""
     d = json.loads(Path(path).read_text()); h = d.get('history') or []
     ips = [e['images_per_s'] for e in h if e.get('images_per_s')]
     return dict(method=d.get('method'), seconds=d.get('seconds'), epochs=d.get('epochs'),
                 n_pretrain=d.get('n_pretrain'),
                 images_per_s=round(sum(ips)/len(ips), 1) if ips else None,
                 peak_memory_mb=max((e.get('peak_memory_mb') or 0 for e in h), default=None) or None,
-                commit=d.get('commit'), machine=d.get('machine'), command=d.get('command'))
+                commit=d.get('commit'), machine=d.get('machine'), command=d.get('command'), time=d.get('time'))
+
+def _run_mismatch(d:Path, method:str, tier:Tier, data:str) -> str|None:
+    """None when run folder `d` holds the finished pre-training of `method` on `data` at `tier`; '' when it holds no
+    finished run; else what it holds instead."""
+    tj = d/'train.json'
+    if not (tj.exists() and (d/'backbone.pth').exists()): return ''
+    try: got = json.loads(tj.read_text())
+    except (OSError, ValueError) as e: return f"an unreadable train.json ({type(e).__name__})"
+    if isinstance(got.get('data'), str): got['data'] = _data_key(got['data'])
+    want = dict(method=method, data=_data_key(data), tier=tier.name, epochs=tier.epochs)
+    bad = [f"{k} {got.get(k)!r}, not {v!r}" for k, v in want.items() if (k in got or k == 'epochs') and got.get(k) != v]
+    return f"a finished run of {', '.join(bad)}" if bad else None
 
 def pretrain(method:str, tier:str='cpu', data:str='fmnist', runs='runs', out='results/bench', force:bool=False) -> dict:
     """Pre-train `method` on `data` at `tier` into `run_dir(...)` in a subprocess (resumable; skipped when finished);
     its summary."""
     tier = get_tier(tier); d = run_dir(runs, method, tier.name, data); tj = d/'train.json'
-    done = tj.exists() and (d/'backbone.pth').exists() and json.loads(tj.read_text()).get('epochs') == tier.epochs
+    why = _run_mismatch(d, method, tier, data)
     t0 = time.time(); status = 'done before'
-    if force or not done:
+    if force or why is not None:
+        if why: print(f"{method}: {d} holds {why}: training again from scratch", flush=True)
         cmd = _cli() + ['train', method, '--tier', tier.name, '--data', data, '--out',
-                        str(d)] + (['--no-resume'] if force else [])
+                        str(d)] + (['--no-resume'] if force or why else [])
         print(f"== train {method} ({tier.name}) -> {d}", flush=True)
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0 or not tj.exists():
-            return dict(status='failed', seconds=round(time.time() - t0, 1), error=_tail(r),
+        r = _run_child(cmd)
+        left = _run_mismatch(d, method, tier, data) if r.returncode == 0 else None
+        if r.returncode != 0 or left is not None:
+            return dict(status='failed', seconds=round(time.time() - t0, 1),
+                        error=_tail(r) if r.returncode != 0 else f"train exited 0 but {d} holds {left or 'no run'}",
                         backbone=str(d/'backbone.pth'))
         status = 'trained'
     td = bench_dir(out, tier.name, data)/'train'; td.mkdir(parents=True, exist_ok=True)
@@ -117,10 +175,10 @@ def run_protocols(name:str, spec:str, protocols:list, tier:str, data:str, ev, se
                settings=settings,
                pretrain={k: v for k, v in (pretrain_info or {}).items() if k != 'status'} or None,
                command=bench_command)
-    r = subprocess.run([sys.executable, '-c',
-                        'import sys, json; from ssl_learn.bench.run import eval_worker; '
-                        'eval_worker(json.loads(sys.argv[1]))',
-                        json.dumps(job, default=str)], capture_output=True, text=True)
+    r = _run_child([sys.executable, '-c',
+                    'import sys, json; from ssl_learn.bench.run import eval_worker; '
+                    'eval_worker(json.loads(sys.argv[1]))',
+                    json.dumps(job, default=str)])
     errs = {l.split(':', 1)[0][7:]: l.split(':', 1)[1].strip() for l in r.stdout.splitlines()
             if l.startswith('FAILED ')}
     res = {}
@@ -135,15 +193,44 @@ def run_protocols(name:str, spec:str, protocols:list, tier:str, data:str, ev, se
 
 
 # %% ../../nbs/50_bench.run.ipynb #38077674
+_PRETRAIN_ID = ('method', 'epochs', 'n_pretrain', 'seconds', 'commit', 'time')
+
+def _stale(f:Path, settings:str, pre:dict|None=None) -> str|None:
+    """Why the result file `f` does not count as done: unreadable, other protocol settings than `settings`, or another
+    pre-training than `pre` (the run folder's `train_summary`); None when it stands."""
+    try: d = json.loads(f.read_text()); b = d.get('bench') or {}
+    except (OSError, ValueError) as e: return f"unreadable ({type(e).__name__})"
+    rec = b.get('settings') or next((r.get('settings_name') for r in d.get('rows') or []), None)
+    if rec != settings: return f"recorded with settings {rec!r}, not {settings!r}"
+    old = b.get('pretrain') or {}
+    diff = [k for k in _PRETRAIN_ID if pre and k in old and k in pre and old[k] != pre[k]]
+    if diff: return f"recorded for another pre-training ({', '.join(f'{k} {old[k]!r}, now {pre[k]!r}' for k in diff)})"
+    return None
+
+def _todo(name:str, ps:list, ev:Path, settings:str, force:bool, pre:dict|None) -> dict:
+    "{protocol: why} for the protocols of backbone `name` to run: '' when missing or forced, else why it is stale."
+    todo = {}
+    for p in ps:
+        f = ev/f'{name}_{p}.json'
+        why = '' if force or not f.exists() else _stale(f, settings, pre)
+        if why is not None: todo[p] = why
+    return todo
+
+def _train_info(runs, name:str, tier:str, data:str) -> dict|None:
+    tj = run_dir(runs, name, tier, data)/'train.json'
+    try: return train_summary(tj) if tj.exists() else None
+    except (OSError, ValueError): return None
+
 def bench(tier:str='cpu', methods='all', protocols='all', out='results/bench', force:bool=False, data:str='fmnist',
           settings:str|None=None, baselines=True, runs='runs', lock:str|None=None) -> dict:
     """Pre-train each method at `tier`, run its protocols in one process (features shared); one JSON per (method,
     protocol) in `<out>/<data>/<tier>/eval/`."""
     tier_ = get_tier(tier); ps = parse_protocols(protocols); ms = bench_methods(methods)
-    sname = bench_settings(tier_, settings)
+    sname = bench_settings(tier_, settings); data = _data_key(data)
     bl = BENCH_BASELINES if baselines is True else tuple(baselines or ())
     bad = [b for b in bl if b not in BENCH_BASELINES]
     if bad: raise ValueError(f"Unknown baseline(s) {bad}; available: {BENCH_BASELINES}")
+    names = list(bl) + [m for m in ms if m not in bl]            # 'supervised' asked for and a baseline: once
     bd = bench_dir(out, tier_.name, data); ev = bd/'eval'; ev.mkdir(parents=True, exist_ok=True)
     cmd = ' '.join(sys.argv) if Path(sys.argv[0]).name == 'ssl_learn' else \
           (f"ssl_learn.bench.run.bench(tier={tier_.name!r}, methods={methods!r}, protocols={protocols!r}, "
@@ -157,17 +244,25 @@ def bench(tier:str='cpu', methods='all', protocols='all', out='results/bench', f
     t_start = time.time(); log = dict(command=cmd, tier=tier_.name, settings=sname, data=data, protocols=ps,
                                       results={}, failed=[],
                                       **{k: v for k, v in provenance().items() if k != 'command'})
+    def stop(signum, frame):
+        log['stopped'] = signal.Signals(signum).name
+        raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(128 + signum)
+    handlers = {}
+    for s in (signal.SIGTERM, signal.SIGINT):
+        try: handlers[s] = signal.signal(s, stop)
+        except ValueError: pass                                    # not the main thread: the caller's business
     try:
-        for name in list(bl) + ms:
-            todo = [p for p in ps if (name != 'pixels' or p in PIXEL_PROTOCOLS)
-                    and (force or not (ev/f'{name}_{p}.json').exists())]
+        for name in names:
+            trained = name not in ('random', 'pixels')
+            cand = [p for p in ps if name != 'pixels' or p in PIXEL_PROTOCOLS]
+            todo = _todo(name, cand, ev, sname, force, _train_info(runs, name, tier_.name, data) if trained else None)
             res = log['results'][name] = {}
             if not todo:
                 res['status'] = 'done before'
                 print(f"{name}: every protocol done before", flush=True)
                 continue
             info = None
-            if name in ('random', 'pixels'): spec = name
+            if not trained: spec = name
             else:
                 info = pretrain(name, tier_.name, data, runs, out, force)
                 res['train'] = {k: info.get(k)
@@ -177,6 +272,13 @@ def bench(tier:str='cpu', methods='all', protocols='all', out='results/bench', f
                     print(f"FAILED training {name}: {info['error']}",
                           flush=True); log['failed'].append(f'{name} (training)'); continue
                 spec = info['backbone']
+                if info['status'] == 'trained':               # a new backbone: what was done from the old one is not
+                    new = _todo(name, cand, ev, sname, force, info)
+                    todo = {p: todo.get(p, new.get(p)) for p in cand if p in todo or p in new}
+            rerun = {p: why for p, why in todo.items() if why}
+            for p, why in rerun.items(): print(f"{name} {p}: {why}: re-running", flush=True)
+            if rerun: res['rerun'] = rerun
+            todo = list(todo)
             res.update(run_protocols(name, spec, todo, tier_.name, data, ev, sname, info, cmd))
             for p in todo:
                 r = res[p]
@@ -187,6 +289,9 @@ def bench(tier:str='cpu', methods='all', protocols='all', out='results/bench', f
                     print(f"{name:14s} {p:8s} {r['seconds']:7.1f} s  peak {r['peak_memory_mb'] or 0:.0f} MB",
                           flush=True)
     finally:
+        for s, h in handlers.items(): signal.signal(s, h)
+        if 'stopped' in log:
+            print(f"bench: stopped by {log['stopped']}; the running child's process group was killed", flush=True)
         log['seconds'] = round(time.time() - t_start, 1)
         lf = bd/'log.json'
         prev = json.loads(lf.read_text()) if lf.exists() else dict(runs=[])

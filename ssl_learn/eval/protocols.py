@@ -6,7 +6,7 @@ Docs: https://ssl-learn.github.io/ssl_learn/eval.protocols.html.md"""
 
 # %% ../../nbs/44_eval.protocols.ipynb #7c92f1fa
 from __future__ import annotations
-import time
+import inspect, math, numbers, time
 from contextlib import nullcontext
 import torch
 from torch import nn
@@ -14,7 +14,7 @@ from ..core import get_tier, set_seed, peak_memory_mb, Tier
 from ..data import prepare_data
 from ..augment import to_float
 from ..models import load_backbone, make_backbone
-from ..features import KNN_KS, feature_cache
+from ..features import KNN_KS, feature_cache, NonFiniteFeatures
 from .knn import knn_eval
 from .linear import linear_eval, mhead_eval
 from .semi import semi_eval
@@ -22,7 +22,7 @@ from .svm import svm_eval, lowshot_eval
 
 # %% auto #0
 __all__ = ['PROTOCOL_SETTINGS', 'PROTOCOLS', 'PROTOCOL_NAMES', 'PIXEL_PROTOCOLS', 'BASELINES', 'KNN_HEADLINE', 'RawPixels',
-           'parse_protocols', 'get_backbone', 'evaluate', 'format_table', 'is_row']
+           'parse_protocols', 'check_settings', 'get_backbone', 'evaluate', 'format_table', 'is_row']
 
 # %% ../../nbs/44_eval.protocols.ipynb #774d6b6b
 class RawPixels(nn.Module):
@@ -79,6 +79,41 @@ def parse_protocols(protocol:str) -> list:
         raise ValueError(f"Unknown protocol(s) {bad or protocol!r}; available: {', '.join(PROTOCOL_NAMES)} or 'all'")
     return ps
 
+# %% ../../nbs/44_eval.protocols.ipynb #1eb94b84
+_POSITIVE = {'T', 'lr', 'lrs', 'cost', 'costs', 'fallback_cost', 'lr_mult', 'max_gb', 'feature_budget_mb'}
+_COUNTS = {'ks', 'epochs', 'target_dim', 'n_samples', 'bs', 'feat_bs', 'n_train', 'cv'}
+_FRACTIONS = {'fracs', 'val_frac'}
+_NONNEG = {'wd'}
+_NOT_SETTINGS = ('backbone', 'train', 'test', 'device', 'progress')
+
+def check_settings(protocol:str, kw:dict, n_train:int|None=None):
+    """Refuse settings `kw` of `protocol` that no evaluation can mean, naming the setting; `n_train` (the labeled
+    training split's size) bounds kNN's k."""
+    ps = inspect.signature(PROTOCOLS[protocol]).parameters
+    if not any(p.kind == p.VAR_KEYWORD for p in ps.values()):
+        bad = [k for k in kw if k not in ps or k in _NOT_SETTINGS]
+        if bad: raise ValueError(f"{protocol} has no setting(s) {bad}; its settings: "
+                                 f"{', '.join(k for k in ps if k not in _NOT_SETTINGS)}")
+    for k, v in kw.items():
+        vals = list(v) if isinstance(v, (list, tuple)) else [v]
+        nums = [x for x in vals if isinstance(x, numbers.Real) and not isinstance(x, bool)]
+        def no(why): raise ValueError(f"{protocol} setting {k}={v!r}: {why}")
+        if k in _POSITIVE and (not vals or len(nums) < len(vals) or any(not (math.isfinite(x) and x > 0) for x in nums)):
+            no('must be a finite number > 0')
+        if k in _NONNEG and (len(nums) < len(vals) or any(not (math.isfinite(x) and x >= 0) for x in nums)):
+            no('must be a finite number ≥ 0')
+        if k in _FRACTIONS and (not vals or len(nums) < len(vals) or any(not 0 < x <= 1 for x in nums)):
+            no('must be in (0, 1]')
+        if k in _COUNTS and not (k == 'n_train' and v is None) and (
+                not vals or any(not isinstance(x, numbers.Integral) or isinstance(x, bool) or x < 1 for x in vals)):
+            no('must be whole numbers ≥ 1')
+        if any(not math.isfinite(x) for x in nums): no('must be finite numbers')
+    if protocol == 'knn' and n_train is not None and kw.get('ks'):
+        k = max([kw['ks']] if isinstance(kw['ks'], numbers.Integral) else kw['ks'])
+        if k > n_train:
+            raise ValueError(f"knn setting ks={kw['ks']!r}: k={k} is larger than the {n_train} labeled training images "
+                             f"(the kNN memory); use k ≤ {n_train}")
+
 # %% ../../nbs/44_eval.protocols.ipynb #2da51bf7
 BASELINES = ('random', 'pixels')
 
@@ -88,9 +123,14 @@ def get_backbone(spec, tier:str|Tier, train, seed:int=0):
     elif spec == 'pixels': return RawPixels(train.shape)
     elif spec == 'random': set_seed(seed); bb = make_backbone(get_tier(tier), train)
     else: bb = load_backbone(spec)
+    name = type(spec).__name__ if isinstance(spec, nn.Module) else spec
+    bad = [k for k, v in bb.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad: raise ValueError(f"{name}: non-finite weights (nan/inf) in {', '.join(bad[:3])}"
+                             f"{f' and {len(bad) - 3} more' if len(bad) > 3 else ''}: a diverged run? It cannot be "
+                             "evaluated")
     c = getattr(bb, 'config', {}).get('in_chans')
     if c is not None and c != train.shape[0]:
-        raise ValueError(f"{spec}: the backbone takes {c}-channel images but the data has {train.shape[0]} channel(s)")
+        raise ValueError(f"{name}: the backbone takes {c}-channel images but the data has {train.shape[0]} channel(s)")
     return bb
 
 # %% ../../nbs/44_eval.protocols.ipynb #54be42e3
@@ -103,33 +143,48 @@ def evaluate(spec, protocol:str='knn', data:str|tuple='fmnist', tier:str|Tier='c
     if settings is not None and settings not in PROTOCOL_SETTINGS:
         raise ValueError(f"Unknown protocol settings {settings!r}; available: {', '.join(PROTOCOL_SETTINGS)}")
     sname = settings or (tier.name if tier.name in PROTOCOL_SETTINGS else 'cpu')
+    bad = sorted(set(overrides or {}) - set(PROTOCOL_NAMES))
+    if bad: raise ValueError(f"overrides for unknown protocol(s) {bad}; available: {', '.join(PROTOCOL_NAMES)}")
     _, _, _, etrn, etst = prepare_data(data, tier, seed)
+    kws, refused = {}, {}
+    for p in ps:   # every setting is checked before any work
+        kws[p] = kw = {**PROTOCOL_SETTINGS[sname][p], **((overrides or {}).get(p, {}))}
+        if p == 'semi': kw['seed'] = seed
+        try: check_settings(p, kw, len(etrn))
+        except ValueError as e:
+            if not keep_going: raise
+            refused[p] = e
     bb = get_backbone(spec, tier, etrn, seed)
+    name = str(spec) if not isinstance(spec, nn.Module) else 'module'
     if isinstance(bb, RawPixels):
         bad = [p for p in ps if p not in PIXEL_PROTOCOLS]
         if bad:
             raise ValueError(f"the raw-pixel baseline has no stages to fine-tune or pool: protocols {bad} do not apply "
                              f"(use {PIXEL_PROTOCOLS})")
-    rows = []
-    with (feature_cache() if len(ps) > 1 else nullcontext()):
+    rows, shared = [], len(ps) - len(refused) > 1
+    with (feature_cache() if shared else nullcontext()):
         for p in ps:
-            kw = {**PROTOCOL_SETTINGS[sname][p], **((overrides or {}).get(p, {}))}
-            if p == 'semi': kw['seed'] = seed
+            kw = kws[p]
+            if p in refused:
+                if on_result: on_result(p, None, 0., refused[p])
+                continue
             t0 = time.time()
             try: rs = PROTOCOLS[p](bb, etrn, etst, device=device, progress=progress, **kw)
             except Exception as e:
-                if not keep_going: raise
-                if on_result: on_result(p, None, time.time() - t0, e)
+                err = NonFiniteFeatures(f"{name}: {e}") if isinstance(e, NonFiniteFeatures) else e
+                if not keep_going:
+                    if err is e: raise
+                    raise err from e
+                if on_result: on_result(p, None, time.time() - t0, err)
                 continue
             dt = time.time() - t0
             for r in rs:
                 r.setdefault('protocol', p)
-                r.update(backbone=str(spec) if not isinstance(spec, nn.Module) else 'module',
-                         data=data if isinstance(data, str) else 'custom',
+                r.update(backbone=name, data=data if isinstance(data, str) else 'custom',
                          tier=tier.name, settings_name=sname, protocol_seconds=round(dt, 2),
                          peak_memory_mb=round(peak_memory_mb(device), 1),
                          settings={k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()},
-                         shared_features=len(ps) > 1)
+                         shared_features=shared)
             if on_result: on_result(p, rs, dt, None)
             rows += rs
     return rows

@@ -41,9 +41,20 @@ class ODCMemory(MemoryBank):
     def counts(self) -> torch.Tensor: return torch.bincount(self.labels, minlength=self.k)
 
     @torch.no_grad()
+    def update(self, idx:torch.Tensor, f:torch.Tensor):
+        """`MemoryBank.update` with each image of `idx` written once, from its last row of `f`: the same bank every run,
+        however the write is threaded."""
+        self._check(idx)
+        order = torch.argsort(idx, stable=True); s = idx[order]
+        last = torch.ones_like(s, dtype=torch.bool); last[:-1] = s[1:] != s[:-1]
+        super().update(s[last], f[order[last]])
+
+    @torch.no_grad()
     def update_centroids(self, ids:torch.Tensor|None=None):
         "Centroids `ids` (default: all) ← the mean bank feature of their members (zero for an empty cluster)."
-        sums = torch.zeros_like(self.centroids).index_add_(0, self.labels, self.bank)
+        sums, step = torch.zeros_like(self.centroids), max(1, 2**24 // self.k)
+        for i in range(0, len(self.bank), step):       # a one-hot product, chunked: summed in the same order every run
+            sums += F.one_hot(self.labels[i:i + step], self.k).to(sums).T @ self.bank[i:i + step]
         means = sums / self.counts().clamp(min=1)[:, None].to(sums)
         if ids is None: self.centroids.copy_(means)
         else: self.centroids[ids] = means[ids]

@@ -1,0 +1,163 @@
+"""Every method at the machine's compute ceiling: images/s, FLOPs and GFLOP/s of each method's training step, beside a
+plain supervised step of the same backbone measured in the same run.
+
+For each method, in a fresh process (so that the peak memory is its own), on the tier's pre-training images:
+- **bare steps**: `--steps` optimiser steps after `--warmup`, timed between `after_step` events, `--repeats` times
+  (median reported): images/s, views/s;
+- **FLOPs per image**: `torch.utils.flop_counter.FlopCounterMode` over one whole training step, from the raw batch
+  to the end of `after_step`: the views, every encoder pass, heads, losses, backward and the per-step work of the
+  model (momentum updates, queues); what it counts is what torch registers as FLOPs (matmuls, convolutions,
+  attention), so elementwise work counts as time but not as work;
+- **GFLOP/s** = FLOPs per image × images/s, and its ratio to the supervised step's;
+- **a whole epoch** (`--epoch-images` images, the kNN monitor and the checkpoint as `ssl_learn train` runs them):
+  the share of the epoch's wall time spent outside the training steps (data, monitor, checkpoint);
+- **peak memory** (the process's resident set).
+
+Plus the machine's dense float32 matmul ceiling (4096², all threads) for scale. Writes
+`results/foundation/throughput_<tier>.json` with provenance; `--lock` holds a file lock for the whole run.
+
+Usage (from the repository root):
+  python -m experiments.throughput [--tier cpu] [--methods all|a,b] [--steps 8] [--warmup 2] [--repeats 3]
+                                   [--epoch-images 4096] [--out PATH] [--lock /tmp/ssl_cpu.lock]
+"""
+import argparse, fcntl, json, statistics, subprocess, sys, time
+from pathlib import Path
+
+CHILD = r'''
+import json, statistics, sys, time, tempfile, torch
+from pathlib import Path
+from torch.utils.flop_counter import FlopCounterMode
+from fastai.callback.core import Callback, CancelFitException
+from ssl_learn.core import set_seed, peak_memory_mb
+from ssl_learn.data import prepare_data
+from ssl_learn.learner import ssl_learner
+from ssl_learn.method import method_tier
+method, tier_name, steps, warmup, repeats, epoch_images = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
+tier = method_tier(method, tier_name)
+set_seed(0)
+pre, bank, query, _, _ = prepare_data('fmnist', tier)
+
+class Steps(Callback):
+    "Times `repeats` windows of `steps` optimiser steps after `warmup`, and counts FLOPs over the first warm-up step."
+    order = -20                      # before everything: the raw batch, the views, the forward pass
+    def before_fit(self): self.i, self.windows, self.flops, self.fc = 0, [], None, None
+    def before_batch(self):
+        if self.training and self.i == 0: self.fc = FlopCounterMode(display=False); self.fc.__enter__()
+    def after_step(self): pass
+    def after_batch(self):
+        if not self.training: return
+        if self.fc is not None:
+            self.fc.__exit__(None, None, None); self.flops, self.fc = self.fc.get_total_flops(), None
+            self.per_step_images = self.n0()
+        self.i += 1
+        j = self.i - warmup
+        if j >= 0 and j % steps == 0:
+            now = (time.perf_counter(), self.learn.throughput.n_images, self.learn.throughput.n_views)
+            if j > 0: self.windows.append(tuple(b - a for a, b in zip(self.mark, now)))
+            self.mark = now
+            if len(self.windows) == repeats: raise CancelFitException
+    def n0(self): return self.learn.throughput.n_images
+
+learn = ssl_learner(pre, method, tier, device='cpu')
+cb = Steps(); learn.add_cb(cb)
+need = (warmup + steps * repeats + 1) * tier.bs
+if need > len(pre): raise SystemExit(f"need {need} images for the bare steps, have {len(pre)}")
+with learn.no_bar(), learn.no_logging(): learn.fit(1, learn.lr)
+win = [dict(seconds=dt, images_per_s=ni / dt, views_per_s=nv / dt) for dt, ni, nv in cb.windows]
+med = lambda k: statistics.median(w[k] for w in win)
+flops_img = cb.flops / cb.per_step_images
+res = dict(method=method, tier=tier.name, bs=tier.bs, arch=learn.model.backbone.config, steps=steps, warmup=warmup,
+           repeats=len(win), images_per_s=round(med('images_per_s'), 1), views_per_s=round(med('views_per_s'), 1),
+           images_per_s_all=[round(w['images_per_s'], 1) for w in win], gflop_per_image=round(flops_img / 1e9, 4),
+           gflops=round(flops_img * med('images_per_s') / 1e9, 1), threads=torch.get_num_threads())
+
+# a whole epoch as `ssl_learn train` runs it: monitor and checkpoint included
+class EpochClock(Callback):
+    order = -20
+    def before_fit(self): self.step_s, self.t_batch = 0., None
+    def before_epoch(self): self.t0 = time.perf_counter()
+    def before_batch(self):
+        if self.training: self.t_batch = time.perf_counter()
+    def after_batch(self):
+        if self.training and self.t_batch is not None: self.step_s += time.perf_counter() - self.t_batch
+class EpochEnd(Callback):
+    order = 1000                     # after the monitor's metrics and the checkpoint
+    def after_epoch(self): self.wall = time.perf_counter() - self.learn.epoch_clock.t0
+if epoch_images:
+    set_seed(0)
+    with tempfile.TemporaryDirectory() as d:
+        k = min(20, len(bank))
+        learn = ssl_learner(pre.subset(epoch_images, seed=0, balanced=False), method, tier, valid=query, monitor=(bank, query, k),
+                            path=d, device='cpu')
+        learn.add_cbs([EpochClock(), EpochEnd()])
+        with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(1, learn.lr)
+        wall, step_s = learn.epoch_end.wall, learn.epoch_clock.step_s
+        res.update(epoch_images=epoch_images, epoch_seconds=round(wall, 2), epoch_step_seconds=round(step_s, 2),
+                   epoch_outside_share=round(1 - step_s / wall, 3), epoch_images_per_s=round(epoch_images / wall, 1))
+res['peak_memory_mb'] = round(peak_memory_mb(), 1)
+print('\n@@RESULT ' + json.dumps(res))
+'''
+
+MATMUL = r'''
+import json, time, torch
+a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
+a @ b; ts = []
+for _ in range(5):
+    t = time.perf_counter(); a @ b; ts.append(time.perf_counter() - t)
+print('@@RESULT ' + json.dumps(dict(gflops=round(2 * 4096 ** 3 / min(ts) / 1e9, 1), threads=torch.get_num_threads())))
+'''
+
+def child(code, *args):
+    r = subprocess.run([sys.executable, '-c', code, *map(str, args)], capture_output=True, text=True)
+    lines = [l for l in r.stdout.splitlines() if l.startswith('@@RESULT ')]
+    if r.returncode != 0 or not lines: return None, (r.stderr.strip().splitlines() or ['?'])[-1]
+    return json.loads(lines[-1][9:]), None
+
+def table(res) -> str:
+    "Markdown: one row per method, the supervised step first, ratios to it."
+    rows = res['rows']; sup = rows.get('supervised')
+    lines = ['| method | images/s | views/s | GFLOP/image | GFLOP/s | × supervised | epoch outside steps | peak MB |',
+             '|---|---|---|---|---|---|---|---|']
+    for m in ['supervised'] + sorted(k for k in rows if k != 'supervised'):
+        r = rows.get(m)
+        if r is None: continue
+        ratio = f"{r['gflops'] / sup['gflops']:.2f}" if sup else '-'
+        out = f"{100 * r['epoch_outside_share']:.0f}%" if 'epoch_outside_share' in r else '-'
+        lines.append(f"| {m} | {r['images_per_s']:.0f} | {r['views_per_s']:.0f} | {r['gflop_per_image']:.3f} | {r['gflops']:.0f} | "
+                     f"{ratio} | {out} | {r['peak_memory_mb']:.0f} |")
+    return '\n'.join(lines)
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser(prog='python -m experiments.throughput', description=__doc__.split('\n')[0])
+    ap.add_argument('--tier', default='cpu'); ap.add_argument('--methods', default='all')
+    ap.add_argument('--steps', type=int, default=8); ap.add_argument('--warmup', type=int, default=2)
+    ap.add_argument('--repeats', type=int, default=3)
+    ap.add_argument('--epoch-images', type=int, default=4096, help='images in the whole-epoch measurement (0: skip it)')
+    ap.add_argument('--out', default=None, help='default: results/foundation/throughput_<tier>.json')
+    ap.add_argument('--lock', default='/tmp/ssl_cpu.lock')
+    a = ap.parse_args()
+    from ssl_learn.method import list_methods
+    from ssl_learn.core import provenance
+    methods = list_methods() if a.methods == 'all' else a.methods.split(',')
+    if 'supervised' not in methods: methods = ['supervised'] + methods       # the reference, measured in the same run
+    methods = ['supervised'] + [m for m in methods if m != 'supervised']
+    out = Path(a.out or f'results/foundation/throughput_{a.tier}.json')
+    res = dict(settings=dict(tier=a.tier, steps=a.steps, warmup=a.warmup, repeats=a.repeats, epoch_images=a.epoch_images),
+               rows={}, failed={})
+    t0 = time.time()
+    with open(a.lock, 'w') as lk:
+        fcntl.flock(lk, fcntl.LOCK_EX)
+        res['matmul'], _ = child(MATMUL)
+        print(f"dense float32 matmul 4096²: {res['matmul']['gflops']} GFLOP/s ({res['matmul']['threads']} threads)", flush=True)
+        for m in methods:
+            row, err = child(CHILD, m, a.tier, a.steps, a.warmup, a.repeats, a.epoch_images)
+            if err: res['failed'][m] = err; print(f"FAILED {m}: {err}", flush=True); continue
+            res['rows'][m] = row
+            sup = res['rows'].get('supervised')
+            print(f"{m:14s} {row['images_per_s']:7.1f} img/s {row['views_per_s']:7.1f} views/s {row['gflop_per_image']:.3f} GFLOP/img "
+                  f"{row['gflops']:6.1f} GFLOP/s ({row['gflops'] / sup['gflops']:.2f}× supervised)  "
+                  f"outside steps {100 * row.get('epoch_outside_share', float('nan')):.0f}%  peak {row['peak_memory_mb']:.0f} MB", flush=True)
+            res.update(seconds=round(time.time() - t0, 1), **provenance())
+            out.parent.mkdir(parents=True, exist_ok=True); out.write_text(json.dumps(res, indent=2, default=str))
+    out.with_suffix('.md').write_text(table(res) + '\n')
+    print(table(res))
