@@ -33,7 +33,8 @@ from ssl_learn.data import prepare_data
 from ssl_learn.learner import ssl_learner
 from ssl_learn.method import method_tier
 method, tier_name, steps, warmup, repeats, epoch_images = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
-tier = method_tier(method, tier_name)
+arch = sys.argv[7] if len(sys.argv) > 7 and sys.argv[7] else None
+tier = method_tier(method, tier_name, arch=arch)
 set_seed(0)
 pre, bank, query, _, _ = prepare_data('fmnist', tier)
 
@@ -66,7 +67,7 @@ with learn.no_bar(), learn.no_logging(): learn.fit(1, learn.lr)
 win = [dict(seconds=dt, images_per_s=ni / dt, views_per_s=nv / dt) for dt, ni, nv in cb.windows]
 med = lambda k: statistics.median(w[k] for w in win)
 flops_img = cb.flops / cb.per_step_images
-res = dict(method=method, tier=tier.name, bs=tier.bs, arch=learn.model.backbone.config, steps=steps, warmup=warmup,
+res = dict(method=method, tier=tier.name, bs=tier.bs, arch_name=tier.arch, arch=learn.model.backbone.config, steps=steps, warmup=warmup,
            repeats=len(win), images_per_s=round(med('images_per_s'), 1), views_per_s=round(med('views_per_s'), 1),
            images_per_s_all=[round(w['images_per_s'], 1) for w in win], gflop_per_image=round(flops_img / 1e9, 4),
            gflops=round(flops_img * med('images_per_s') / 1e9, 1), threads=torch.get_num_threads())
@@ -113,17 +114,21 @@ def child(code, *args):
     if r.returncode != 0 or not lines: return None, (r.stderr.strip().splitlines() or ['?'])[-1]
     return json.loads(lines[-1][9:]), None
 
+def reference(rows, r):
+    "The supervised row of the same backbone as row `r` (a ViT method is compared with a supervised ViT)."
+    a = r.get('arch_name')
+    return next((s for k, s in rows.items() if k.startswith('supervised') and s.get('arch_name') == a), rows.get('supervised'))
+
 def table(res) -> str:
-    "Markdown: one row per method, the supervised step first, ratios to it."
-    rows = res['rows']; sup = rows.get('supervised')
-    lines = ['| method | images/s | views/s | GFLOP/image | GFLOP/s | × supervised | epoch outside steps | peak MB |',
-             '|---|---|---|---|---|---|---|---|']
-    for m in ['supervised'] + sorted(k for k in rows if k != 'supervised'):
-        r = rows.get(m)
-        if r is None: continue
+    "Markdown: one row per method, the supervised steps first, ratios to the supervised step of the same backbone."
+    rows = res['rows']
+    lines = ['| method | backbone | images/s | views/s | GFLOP/image | GFLOP/s | × supervised (same backbone) | epoch outside steps | peak MB |',
+             '|---|---|---|---|---|---|---|---|---|']
+    for m in sorted(rows, key=lambda k: (not k.startswith('supervised'), k)):
+        r = rows[m]; sup = reference(rows, r)
         ratio = f"{r['gflops'] / sup['gflops']:.2f}" if sup else '-'
         out = f"{100 * r['epoch_outside_share']:.0f}%" if 'epoch_outside_share' in r else '-'
-        lines.append(f"| {m} | {r['images_per_s']:.0f} | {r['views_per_s']:.0f} | {r['gflop_per_image']:.3f} | {r['gflops']:.0f} | "
+        lines.append(f"| {m} | {r.get('arch_name', '?')} | {r['images_per_s']:.0f} | {r['views_per_s']:.0f} | {r['gflop_per_image']:.3f} | {r['gflops']:.0f} | "
                      f"{ratio} | {out} | {r['peak_memory_mb']:.0f} |")
     return '\n'.join(lines)
 
@@ -149,11 +154,16 @@ if __name__ == '__main__':
         fcntl.flock(lk, fcntl.LOCK_EX)
         res['matmul'], _ = child(MATMUL)
         print(f"dense float32 matmul 4096²: {res['matmul']['gflops']} GFLOP/s ({res['matmul']['threads']} threads)", flush=True)
-        for m in methods:
-            row, err = child(CHILD, m, a.tier, a.steps, a.warmup, a.repeats, a.epoch_images)
+        from ssl_learn.method import method_tier
+        from ssl_learn.core import get_tier
+        archs = sorted({method_tier(m, a.tier).arch for m in methods} - {get_tier(a.tier).arch})
+        jobs = [(m, '') for m in methods[:1]] + [(f'supervised_{x}', x) for x in archs] + [(m, '') for m in methods[1:]]
+        for m, arch in jobs:
+            row, err = child(CHILD, m.split('_vit')[0] if m.startswith('supervised_') else m, a.tier, a.steps, a.warmup, a.repeats,
+                             a.epoch_images, arch)
             if err: res['failed'][m] = err; print(f"FAILED {m}: {err}", flush=True); continue
             res['rows'][m] = row
-            sup = res['rows'].get('supervised')
+            sup = reference(res['rows'], row)
             print(f"{m:14s} {row['images_per_s']:7.1f} img/s {row['views_per_s']:7.1f} views/s {row['gflop_per_image']:.3f} GFLOP/img "
                   f"{row['gflops']:6.1f} GFLOP/s ({row['gflops'] / sup['gflops']:.2f}× supervised)  "
                   f"outside steps {100 * row.get('epoch_outside_share', float('nan')):.0f}%  peak {row['peak_memory_mb']:.0f} MB", flush=True)
