@@ -19,16 +19,20 @@ def info_nce(q:torch.Tensor, k:torch.Tensor, negatives:torch.Tensor|None=None, T
     if q.ndim != 2 or q.shape != k.shape:
         raise ValueError(f"info_nce: q and k must both be N×D, got {tuple(q.shape)} and {tuple(k.shape)}")
     if T <= 0: raise ValueError(f"info_nce: temperature T must be > 0, got {T}")
-    q, k = F.normalize(q, dim=1), F.normalize(k, dim=1)
+    q, k = F.normalize(q, dim=1) / T, F.normalize(k, dim=1)     # 1/T on the N×D queries, not on the N×K logits
     if negatives is None:
-        logits, labels = q @ k.t(), torch.arange(len(q), device=q.device)
-    else:
-        if negatives.ndim != 2 or negatives.shape[1] != q.shape[1]:
-            raise ValueError(f"info_nce: negatives must be K×{q.shape[1]}, got {tuple(negatives.shape)}")
-        neg = q @ F.normalize(negatives, dim=1).t().to(q.dtype)
-        logits = torch.cat([(q * k).sum(1, keepdim=True), neg], 1)
-        labels = torch.zeros(len(q), dtype=torch.long, device=q.device)
-    return F.cross_entropy(logits.float() / T, labels, reduction=reduction)
+        return F.cross_entropy((q @ k.t()).float(), torch.arange(len(q), device=q.device), reduction=reduction)
+    if negatives.ndim != 2 or negatives.shape[1] != q.shape[1]:
+        raise ValueError(f"info_nce: negatives must be K×{q.shape[1]}, got {tuple(negatives.shape)}")
+    # cross-entropy with the positive in column 0, written as logsumexp(pos, negatives) − pos: the N×K logits are
+    # read once by one reduction, never concatenated, divided or log-softmaxed as a whole (see the note below)
+    pos = (q * k).sum(1).float()
+    neg = (q @ F.normalize(negatives, dim=1).t().to(q.dtype)).float()
+    loss = torch.logaddexp(pos, torch.logsumexp(neg, dim=1)) - pos
+    if reduction == 'mean': return loss.mean()
+    if reduction == 'sum': return loss.sum()
+    if reduction == 'none': return loss
+    raise ValueError(f"info_nce: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 # %% ../nbs/06_losses.ipynb #c7125ea8
 def nt_xent(z1:torch.Tensor, z2:torch.Tensor, T:float=0.1) -> torch.Tensor:
