@@ -26,13 +26,13 @@ __all__ = ['demo', 'demo_report', 'main']
 
 # %% ../nbs/90_cli.ipynb #f0059595
 def demo(tier:str='cpu', out='runs/demo', method:str='rotation', data:str='fmnist', epochs:int|None=None,
-         seed:int=0) -> dict:
+         seed:int=0, size:int|None=None, on_error:str='raise') -> dict:
     "Pre-train `method` at `tier`, compare kNN with random init, write results.json and training.png to `out`."
     out = Path(out); t_all = time.time()
     print(f"== ssl_learn demo: {method} on {data}, tier '{tier}' -> {out}")
-    summary = train(method, data, tier=tier, out=out, epochs=epochs, seed=seed)
-    tr = get_tier(tier, epochs=epochs)
-    pre, bank, query, etrn, etst = prepare_data(data, tr, seed)
+    summary = train(method, data, tier=tier, out=out, epochs=epochs, seed=seed, size=size, on_error=on_error)
+    tr = get_tier(tier, epochs=epochs, size=size)
+    pre, bank, query, etrn, etst = prepare_data(data, tr, seed, on_error=on_error)
     set_seed(seed); rand = make_backbone(tr, pre)   # same architecture, same seed, untrained
     trained = load_backbone(out/'backbone.pth')
     print(f"== evaluating on {data} test ({len(etst)} images) with {len(etrn)} labeled training images as kNN memory")
@@ -99,6 +99,8 @@ def _resume_hint(a, argv) -> str:
     if a.cmd == 'bench': return f"what finished is kept under {a.out} and {a.runs}; go on with: {cmd}"
     return f"nothing was written; run again with: {cmd}"
 
+def _on_error(a): return 'skip' if a.skip_bad_files else 'raise'
+
 def main(argv=None):
     "Entry point of the `ssl_learn` console script."
     p = argparse.ArgumentParser(prog='ssl_learn', description='Self-supervised visual representation learning: '
@@ -143,6 +145,11 @@ def main(argv=None):
     d.add_argument('--method', default='rotation')
     d.add_argument('--data', default='fmnist')
     d.add_argument('--epochs', type=int)
+    for q in (t, e, b, d):   # the data-loading options of every command that loads data
+        q.add_argument('--size', type=int, help="resize every image of both splits to SIZE x SIZE (default: the "
+                                                "tier's, else the most common size of the training split)")
+        q.add_argument('--skip-bad-files', action='store_true', help='skip unreadable or non-image files in an image '
+                                                                     'folder (one warning lists them) instead of stopping')
     a = p.parse_args(argv)
     try:
         if a.cmd == 'methods':
@@ -150,7 +157,7 @@ def main(argv=None):
             for n in names: print(f"{n:14s} {METHODS[n]['summary']}")
         elif a.cmd == 'train':
             s = train(a.method, a.data, a.tier, a.out, epochs=a.epochs, resume=not a.no_resume, seed=a.seed, lr=a.lr,
-                      monitor=not a.no_monitor, bs=a.bs, arch=a.arch)
+                      monitor=not a.no_monitor, bs=a.bs, arch=a.arch, size=a.size, on_error=_on_error(a))
             print(f"backbone: {s['backbone']}  log: {Path(a.out)/'log.json'}  summary: {Path(a.out)/'train.json'}")
         elif a.cmd == 'eval':
             out = Path(a.out) if a.out else (Path(a.ckpt).with_name(Path(a.ckpt).stem + '_eval.json')
@@ -159,15 +166,16 @@ def main(argv=None):
             writable_dir(out.parent)   # before the protocols run, not after
             knn = {k: v for k, v in dict(ks=a.ks, T=a.T).items() if v is not None}
             rows = evaluate(a.ckpt, a.protocol, a.data, a.tier, seed=a.seed, overrides=dict(knn=knn), progress=True,
+                            size=a.size, on_error=_on_error(a),
                             settings=a.settings)
             print(format_table(rows))
             atomic_save(dict(rows=rows, **provenance()), out); print(f"results: {out}")
         elif a.cmd == 'demo':
-            demo(a.tier, a.out, a.method, a.data, a.epochs)
+            demo(a.tier, a.out, a.method, a.data, a.epochs, size=a.size, on_error=_on_error(a))
         elif a.cmd == 'bench':
             log = bench(a.tier, a.methods, a.protocols, a.out, force=a.force, data=a.data, settings=a.settings,
-                        baselines=not a.no_baselines, runs=a.runs, lock=a.lock)
-            render(a.out, a.tier, a.data)
+                        baselines=not a.no_baselines, runs=a.runs, lock=a.lock, size=a.size, on_error=_on_error(a))
+            render(a.out, a.tier, a.data, size=a.size)
             if log['failed']: sys.exit(1)
     except KeyboardInterrupt as err:   # Ctrl-C, or SIGTERM during `train` (see `ssl_learn.learner.train`)
         sig = 'SIGTERM' if err.args == ('SIGTERM',) else 'Ctrl-C'

@@ -280,7 +280,7 @@ def _data_hash(d:ImageData) -> str:
 
 def train(method:str='rotation', data:str|tuple='fmnist', tier:str|Tier='cpu', out='runs/run', epochs:int|None=None,
           resume:bool=True, seed:int=0, device=None, monitor:bool=True, lr:float|None=None, method_kw:dict|None=None,
-          **tier_kw) -> dict:
+          on_error:str='raise', **tier_kw) -> dict:
     "Pre-train `method` on `data` at `tier`, checkpointing to `out` every epoch; returns a summary dict."
     if lr is not None: positive_number(lr, 'lr')
     tier = method_tier(method, tier, epochs=epochs, **tier_kw)
@@ -288,7 +288,7 @@ def train(method:str='rotation', data:str|tuple='fmnist', tier:str|Tier='cpu', o
     out = writable_dir(out)
     with _run_lock(out), _sigterm_interrupts():
         set_seed(seed)
-        pre, bank, query, _, _ = prepare_data(data, tier, seed)
+        pre, bank, query, _, _ = prepare_data(data, tier, seed, on_error=on_error)
         k = min(20, len(bank))
         learn = ssl_learner(pre, method, tier, valid=query, monitor=(bank, query, k) if monitor else None, path=out,
                             device=device, lr=lr, method_kw=method_kw)

@@ -84,10 +84,10 @@ def cost_table(results:dict) -> str:
     return '\n'.join(lines)
 
 # %% ../../nbs/51_bench.report.ipynb #e814eeb0
-def load_bench(out='results/bench', tier:str='cpu', data:str='fmnist') -> dict:
+def load_bench(out='results/bench', tier:str='cpu', data:str='fmnist', size:int|None=None) -> dict:
     """{'results': {name: rows}, 'train': {name: pre-training summary}} from `<out>/<data>/<tier>/eval/` and
     `.../train/`."""
-    bd = bench_dir(find_results(out), tier, data); ev = bd/'eval'
+    bd = bench_dir(find_results(out), tier, data, size); ev = bd/'eval'
     res = load_eval_dir(ev) if ev.exists() else {}
     train = {f.stem: train_summary(f) for f in sorted((bd/'train').glob('*.json'))}
     return dict(results=res, train=train, out=bd, tier=tier, data=data)
@@ -204,10 +204,10 @@ def bench_compute_seconds(b:dict) -> dict:
             seen.add(r['protocol']); ev += r.get('_wall') or r.get('protocol_seconds') or 0
     return dict(pretrain=round(tr), protocols=round(ev), total=round(tr + ev))
 
-def render(out='results/bench', tier:str='cpu', data:str='fmnist', img_prefix:str='') -> str:
+def render(out='results/bench', tier:str='cpu', data:str='fmnist', img_prefix:str='', size:int|None=None) -> str:
     """Write `table.md` and `{time,stages,lowshot}.png` into `<out>/<data>/<tier>/` from the JSON files; return the
     markdown."""
-    b = load_bench(out, tier, data); out = b['out']; res = b['results']
+    b = load_bench(out, tier, data, size); out = b['out']; res = b['results']
     if not res: return f"No results in {out/'eval'} yet: run `ssl_learn bench --tier {tier} --data {data}`."
     plot_time_accuracy(res, b['train'], out/'time.png')
     plot_stages(res, out/'stages.png'); plot_lowshot_curves(res, out/'lowshot.png')
@@ -227,7 +227,7 @@ def render(out='results/bench', tier:str='cpu', data:str='fmnist', img_prefix:st
           'process so far):', '', cost_table({n: res[n] for n in row_order(res)}), '',
           f"Recorded compute: pre-training {c['pretrain']/60:.0f} min + protocols {c['protocols']/60:.0f} min = "
           f"{c['total']/3600:.2f} h. Machine: {machine}; commit(s): {', '.join(commits)}."]
-    if runs: md += ['', full_run_report(full_run(out.parent.parent, tier, data))]
+    if runs: md += ['', full_run_report(full_run(out.parent.parent, tier, data, size))]
     md += [''] + [f"![{lab}]({img_prefix}{k}.png)" for k, lab in BENCH_PLOTS.items()]
     text = '\n'.join(md)
     atomic_save(text + '\n', out/'table.md')

@@ -54,13 +54,21 @@ def _data_key(data:str) -> str:
     "The name of data set `data` in paths: as given, or for `folder:PATH` with `PATH` made absolute."
     return f"folder:{Path(data[7:]).expanduser().resolve()}" if data.startswith('folder:') else data
 
-def bench_dir(out, tier:str, data:str='fmnist') -> Path:
-    "Where the results of `data` at `tier` live: `<out>/<data>/<tier>/`."
-    return Path(out)/_data_key(data)/get_tier(tier).name
+def bench_dir(out, tier:str, data:str='fmnist', size:int|None=None) -> Path:
+    "Where the results of `data` at `tier` live: `<out>/<data>/<tier>/` (`<tier>_<size>px` when a size is forced)."
+    return Path(out)/_data_key(data)/_tier_key(tier, size)
 
-def run_dir(runs, method:str, tier:str, data:str='fmnist') -> Path:
+def run_dir(runs, method:str, tier:str, data:str='fmnist', size:int|None=None) -> Path:
     "Where `method`'s pre-training on `data` at `tier` runs: `<runs>/<data>/<tier>/<method>/`."
-    return Path(runs)/_data_key(data)/get_tier(tier).name/method
+    return Path(runs)/_data_key(data)/_tier_key(tier, size)/method
+
+def _tier_key(tier, size=None) -> str:
+    "The tier's name, and the image side when one is forced (`--size`): results at another size are other results."
+    return get_tier(tier).name + (f'_{int(size)}px' if size else '')
+
+def _data_flags(size=None, on_error='raise') -> list:
+    "The `ssl_learn train` flags that make a child load the data as the runner does."
+    return (['--size', str(int(size))] if size else []) + (['--skip-bad-files'] if on_error == 'skip' else [])
 
 # %% ../../nbs/50_bench.run.ipynb #97556b7e
 def _cli() -> list:
@@ -129,16 +137,17 @@ def _run_mismatch(d:Path, method:str, tier:Tier, data:str) -> str|None:
     bad = [f"{k} {got.get(k)!r}, not {v!r}" for k, v in want.items() if (k in got or k == 'epochs') and got.get(k) != v]
     return f"a finished run of {', '.join(bad)}" if bad else None
 
-def pretrain(method:str, tier:str='cpu', data:str='fmnist', runs='runs', out='results/bench', force:bool=False) -> dict:
+def pretrain(method:str, tier:str='cpu', data:str='fmnist', runs='runs', out='results/bench', force:bool=False,
+             size:int|None=None, on_error:str='raise') -> dict:
     """Pre-train `method` on `data` at `tier` into `run_dir(...)` in a subprocess (resumable; skipped when finished);
     its summary."""
-    tier = get_tier(tier); d = run_dir(runs, method, tier.name, data); tj = d/'train.json'
+    tier = get_tier(tier); d = run_dir(runs, method, tier.name, data, size); tj = d/'train.json'
     why = _run_mismatch(d, method, tier, data)
     t0 = time.time(); status = 'done before'
     if force or why is not None:
         if why: print(f"{method}: {d} holds {why}: training again from scratch", flush=True)
         cmd = _cli() + ['train', method, '--tier', tier.name, '--data', data, '--out',
-                        str(d)] + (['--no-resume'] if force or why else [])
+                        str(d)] + (['--no-resume'] if force or why else []) + _data_flags(size, on_error)
         print(f"== train {method} ({tier.name}) -> {d}", flush=True)
         r = _run_child(cmd)
         left = _run_mismatch(d, method, tier, data) if r.returncode == 0 else None
@@ -147,7 +156,7 @@ def pretrain(method:str, tier:str='cpu', data:str='fmnist', runs='runs', out='re
                         error=_tail(r) if r.returncode != 0 else f"train exited 0 but {d} holds {left or 'no run'}",
                         backbone=str(d/'backbone.pth'))
         status = 'trained'
-    td = bench_dir(out, tier.name, data)/'train'; td.mkdir(parents=True, exist_ok=True)
+    td = bench_dir(out, tier.name, data, size)/'train'; td.mkdir(parents=True, exist_ok=True)
     shutil.copy(tj, td/f'{method}.json')
     return dict(status=status, backbone=str(d/'backbone.pth'), **train_summary(tj))
 
@@ -164,14 +173,14 @@ def eval_worker(job:dict):
                                                       "features shared"))
         atomic_save(d, ev/f"{job['name']}_{p}.json"); print(f"done {p} {dt:.1f}", flush=True)
     evaluate(job['spec'], ','.join(job['protocols']), job['data'], job['tier'], settings=job['settings'],
-             on_result=done, keep_going=True)
+             on_result=done, keep_going=True, size=job.get('size'), on_error=job.get('on_error', 'raise'))
 
 def run_protocols(name:str, spec:str, protocols:list, tier:str, data:str, ev, settings:str,
-                  pretrain_info:dict|None=None,
-                  bench_command:str='') -> dict:
+                  pretrain_info:dict|None=None, bench_command:str='', size:int|None=None, on_error:str='raise') -> dict:
     "Run `protocols` for backbone `spec` in one `eval_worker` process (features shared); {protocol: status dict}."
     ev = Path(ev); t0 = time.time()
-    job = dict(name=name, spec=str(spec), protocols=list(protocols), tier=tier, data=data, ev=str(ev),
+    job = dict(name=name, spec=str(spec), protocols=list(protocols), tier=tier, data=data, ev=str(ev), size=size,
+               on_error=on_error,
                settings=settings,
                pretrain={k: v for k, v in (pretrain_info or {}).items() if k != 'status'} or None,
                command=bench_command)
@@ -222,7 +231,8 @@ def _train_info(runs, name:str, tier:str, data:str) -> dict|None:
     except (OSError, ValueError): return None
 
 def bench(tier:str='cpu', methods='all', protocols='all', out='results/bench', force:bool=False, data:str='fmnist',
-          settings:str|None=None, baselines=True, runs='runs', lock:str|None=None) -> dict:
+          settings:str|None=None, baselines=True, runs='runs', lock:str|None=None, size:int|None=None,
+          on_error:str='raise') -> dict:
     """Pre-train each method at `tier`, run its protocols in one process (features shared); one JSON per (method,
     protocol) in `<out>/<data>/<tier>/eval/`."""
     tier_ = get_tier(tier); ps = parse_protocols(protocols); ms = bench_methods(methods)
@@ -231,7 +241,7 @@ def bench(tier:str='cpu', methods='all', protocols='all', out='results/bench', f
     bad = [b for b in bl if b not in BENCH_BASELINES]
     if bad: raise ValueError(f"Unknown baseline(s) {bad}; available: {BENCH_BASELINES}")
     names = list(bl) + [m for m in ms if m not in bl]            # 'supervised' asked for and a baseline: once
-    bd = bench_dir(out, tier_.name, data); ev = bd/'eval'; ev.mkdir(parents=True, exist_ok=True)
+    bd = bench_dir(out, tier_.name, data, size); ev = bd/'eval'; ev.mkdir(parents=True, exist_ok=True)
     cmd = ' '.join(sys.argv) if Path(sys.argv[0]).name == 'ssl_learn' else \
           (f"ssl_learn.bench.run.bench(tier={tier_.name!r}, methods={methods!r}, protocols={protocols!r}, "
            f"out={str(out)!r}, force={force})")
@@ -264,7 +274,7 @@ def bench(tier:str='cpu', methods='all', protocols='all', out='results/bench', f
             info = None
             if not trained: spec = name
             else:
-                info = pretrain(name, tier_.name, data, runs, out, force)
+                info = pretrain(name, tier_.name, data, runs, out, force, size, on_error)
                 res['train'] = {k: info.get(k)
                                 for k in ('status', 'seconds', 'images_per_s', 'peak_memory_mb', 'error')
                                 if info.get(k) is not None}
@@ -279,7 +289,7 @@ def bench(tier:str='cpu', methods='all', protocols='all', out='results/bench', f
             for p, why in rerun.items(): print(f"{name} {p}: {why}: re-running", flush=True)
             if rerun: res['rerun'] = rerun
             todo = list(todo)
-            res.update(run_protocols(name, spec, todo, tier_.name, data, ev, sname, info, cmd))
+            res.update(run_protocols(name, spec, todo, tier_.name, data, ev, sname, info, cmd, size, on_error))
             for p in todo:
                 r = res[p]
                 if r['status'] == 'failed':
@@ -307,10 +317,10 @@ def find_results(path='results') -> Path:
     return p if p.exists() or p.is_absolute() or not (Path('..')/p).exists() else Path('..')/p
 
 # %% ../../nbs/50_bench.run.ipynb #bde41e43
-def full_run(out='results/bench', tier:str='cpu', data:str='fmnist') -> dict|None:
+def full_run(out='results/bench', tier:str='cpu', data:str='fmnist', size:int|None=None) -> dict|None:
     """The whole benchmark's cost from the last `ssl_learn bench` call: its wall time plus the recorded pre-training of
     the methods it found trained (None before any call)."""
-    lf = bench_dir(find_results(out), tier, data)/'log.json'
+    lf = bench_dir(find_results(out), tier, data, size)/'log.json'
     if not lf.exists(): return None
     last = json.loads(lf.read_text())['runs'][-1]; res = last['results']
     tr = lambda n: res[n].get('train') or {}

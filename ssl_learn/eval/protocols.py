@@ -136,16 +136,16 @@ def get_backbone(spec, tier:str|Tier, train, seed:int=0):
 # %% ../../nbs/44_eval.protocols.ipynb #54be42e3
 def evaluate(spec, protocol:str='knn', data:str|tuple='fmnist', tier:str|Tier='cpu', seed:int=0, device=None,
              overrides:dict|None=None, progress:bool=False, settings:str|None=None, on_result=None,
-             keep_going:bool=False) -> list:
+             keep_going:bool=False, size:int|None=None, on_error:str='raise') -> list:
     "Result rows of every protocol in `protocol` ('knn,linear,...' or 'all') for backbone `spec` on `data` at `tier`."
     ps = parse_protocols(protocol)
-    tier = get_tier(tier)
+    tier = get_tier(tier, size=size)   # `size`: one image side for both splits (None: the tier's)
     if settings is not None and settings not in PROTOCOL_SETTINGS:
         raise ValueError(f"Unknown protocol settings {settings!r}; available: {', '.join(PROTOCOL_SETTINGS)}")
     sname = settings or (tier.name if tier.name in PROTOCOL_SETTINGS else 'cpu')
     bad = sorted(set(overrides or {}) - set(PROTOCOL_NAMES))
     if bad: raise ValueError(f"overrides for unknown protocol(s) {bad}; available: {', '.join(PROTOCOL_NAMES)}")
-    _, _, _, etrn, etst = prepare_data(data, tier, seed)
+    _, _, _, etrn, etst = prepare_data(data, tier, seed, on_error=on_error)
     kws, refused = {}, {}
     for p in ps:   # every setting is checked before any work
         kws[p] = kw = {**PROTOCOL_SETTINGS[sname][p], **((overrides or {}).get(p, {}))}
