@@ -134,7 +134,11 @@ def build(out, do_proc=True, jobs=1):
     from ssl_learn.bench.report import render
     md = render(ROOT/'results/bench', 'cpu', img_prefix='results/')
     (SRC/'results').mkdir()
-    for f in (ROOT/'results/bench/fmnist/cpu').glob('*.png'): shutil.copy(f, SRC/'results'/f.name)
+    for f in (ROOT/'results/bench/fmnist/cpu').glob('*.png'): shutil.copy(f, SRC/'results'/f.name)   # the results page
+    for f in (ROOT/'results').rglob('*.png'):   # the notebooks' own figures of recorded runs (results/demo/..., results/bench/...)
+        if 'site' in f.relative_to(ROOT/'results').parts: continue
+        (SRC/'results'/f.relative_to(ROOT/'results')).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, SRC/'results'/f.relative_to(ROOT/'results'))
     (SRC/'results.md').write_text("# Results\n\n> The benchmark table and plots, generated from `results/bench/` by "
                                   "`ssl_learn.bench.report.render` when the docs are built.\n\n" + md + '\n')
     # the front page lists every page (Sphinx needs a toctree); nbdev's sidebar order: the notebooks' file names
