@@ -17,7 +17,7 @@ Variants:
                 relative error 1.3e-6 vs 3.9e-8 against float64; the backbone's gradients 5.3e-3 vs 2.6e-3)
 
 The variants are built here, not patched into the library: the view-pipeline and per-view variants are SimCLR
-builders registered under their own method name (`simclr_<variant>`, through `ssl_learn.core.register_method`);
+builders registered under their own method name (`simclr_<variant>`, through `ssl_learn.method.register_method`);
 `contiguous` converts the learner back to the default memory format before training (`run_ours(prepare=...)`).
 
 Usage (from the repository root): python -m experiments.simclr_aug_ablation VARIANT SEEDS [OUT]

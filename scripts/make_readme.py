@@ -26,7 +26,7 @@ for c in nb.cells:
         if code and '#|echo:false' not in flags: out.append(f"```python\n{code}\n```\n")
         texts = []
         for o in c.get('outputs', []):
-            if o.get('output_type') == 'stream': texts.append(''.join(o['text']))
+            if o.get('output_type') == 'stream' and o.get('name') != 'stderr': texts.append(''.join(o['text']))   # warnings are not README text
             elif o.get('output_type') == 'error': raise SystemExit(f"index.ipynb cell failed: {o.get('ename')}: {o.get('evalue')}")
             elif 'data' in o and 'text/markdown' in o['data']:
                 if texts: out.append("```\n" + ''.join(texts).rstrip() + "\n```\n"); texts = []

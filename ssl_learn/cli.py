@@ -10,13 +10,14 @@ import argparse, errno, json, shlex, sys, time
 from pathlib import Path
 from .method import list_methods, METHODS
 import torch
-from .core import get_tier, atomic_save, provenance, set_seed, peak_memory_mb, TIERS
+from .core import atomic_save, provenance, set_seed, peak_memory_mb, TIERS
 from .core import writable_dir, os_error_message
 from .features import extract_features, knn_accuracy, KNN_KS
 from .eval.knn import knn_eval
 from .data import DATASETS, prepare_data
 from .models import load_backbone, make_backbone
 from .learner import train, plot_history
+from .method import method_tier
 from .eval.protocols import evaluate, format_table, PROTOCOL_NAMES, BASELINES
 from .bench.run import bench
 from .bench.report import render
@@ -31,7 +32,7 @@ def demo(tier:str='cpu', out='runs/demo', method:str='rotation', data:str='fmnis
     out = Path(out); t_all = time.time()
     print(f"== ssl_learn demo: {method} on {data}, tier '{tier}' -> {out}")
     summary = train(method, data, tier=tier, out=out, epochs=epochs, seed=seed, size=size, on_error=on_error)
-    tr = get_tier(tier, epochs=epochs, size=size)
+    tr = method_tier(method, tier, epochs=epochs, size=size)   # the method's own backbone (a ViT for MAE)
     pre, bank, query, etrn, etst = prepare_data(data, tr, seed, on_error=on_error)
     set_seed(seed); rand = make_backbone(tr, pre)   # same architecture, same seed, untrained
     trained = load_backbone(out/'backbone.pth')
@@ -46,7 +47,7 @@ def demo(tier:str='cpu', out='runs/demo', method:str='rotation', data:str='fmnis
     hist = summary['history']
     res = dict(method=method, data=data, tier=tier, rows=rows, history=hist, random_init_monitor=rand_mon,
                train_seconds=summary['seconds'], total_seconds=round(time.time()-t_all, 1),
-               peak_memory_mb=round(peak_memory_mb(), 1), arch=trained.config, **provenance())
+               peak_memory_mb=round(peak_memory_mb(), 1), arch=trained.config, random_arch=rand.config, **provenance())
     atomic_save(res, out/'results.json')
     log = json.loads((out/'log.json').read_text()); log['random_init'] = rand_mon
     plot_history(log, out/'training.png', title=f'{method} on {data} ({tier} tier): loss and held-out kNN per epoch')
@@ -68,7 +69,7 @@ def demo_report(res:dict) -> str:
     a = res['arch']
     lines = [f"kNN top-1 (%) on the {res['data']} test set ({n_te} images; memory: {n_tr} labeled training images)",
              (f"backbone: ResNet-{a['depth']}, width {a['width']}, stem '{a['stem']}', {a['in_chans']} channel(s); "
-              f"tier '{res['tier']}'" if 'depth' in a else
+              f"tier '{res['tier']}'" if a.get('arch', 'resnet') == 'resnet' else
               f"backbone: ViT dim {a['dim']}, {a['depth']} blocks, patch {a['patch_size']}, {a['in_chans']} "
               f"channel(s); tier '{res['tier']}'"),
              format_table(table, cols=('setting', 'random init', m, 'delta')), '',
@@ -124,7 +125,7 @@ def main(argv=None):
     e.add_argument('--T', type=float, help='kNN temperature (default 0.07)')
     e.add_argument('--seed', type=int, default=0)
     e.add_argument('--out',
-                   help='JSON file for the results (default: beside the checkpoint, or results_<baseline>.json)')
+                   help='JSON file for the results (default: beside the checkpoint, or eval_<baseline>.json)')
     e.add_argument('--settings', help="protocol settings by name (default: the tier's), e.g. 'cpu_bench'")
     b = sub.add_parser('bench', help='pre-train methods and run the protocols, one JSON per (method, protocol), '
                                      'then the tables and plots')

@@ -6,7 +6,7 @@ Docs: https://ssl-learn.github.io/ssl_learn/compat.html.md"""
 
 # %% ../nbs/98_compat.ipynb #13443a4e
 from __future__ import annotations
-import importlib, warnings
+import importlib, sys, warnings
 
 # %% auto #0
 __all__ = []
@@ -20,5 +20,7 @@ def _forwarder(old:str, moved:dict):
         new = moved[name]
         warnings.warn(f"{old}.{name} moved to {new}.{name}; the old path will be removed in the next release",
                       DeprecationWarning, stacklevel=2)
-        return getattr(importlib.import_module(new), name)
+        obj = getattr(importlib.import_module(new), name)
+        setattr(sys.modules[old], name, obj)   # once: `from old import name` looks twice, and should warn once
+        return obj
     return __getattr__

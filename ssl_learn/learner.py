@@ -94,6 +94,7 @@ class Checkpoint(Callback):
             self.recorder.smooth_loss.count, self.recorder.smooth_loss.val = r['count'], torch.tensor(r['val'])
             self.recorder.losses = [torch.tensor(l) for l in r['losses']]
             self.resume_recorder = None
+    def before_epoch(self): self.t_epoch = time.time()
     def after_epoch(self):
         if self.epoch < self.start_epoch: return   # an epoch skipped on resume
         bad = _nonfinite(self.model)
@@ -103,7 +104,8 @@ class Checkpoint(Callback):
                                    "(--no-resume)")
         names = self.recorder.metric_names[1:-1]   # drop 'epoch' and 'time'
         log = {n: (round(float(v), 4) if v is not None else None) for n, v in zip(names, self.recorder.log[1:])}
-        self.history.append(dict(epoch=self.epoch, **log, **self.learn.throughput.stats))
+        self.history.append(dict(epoch=self.epoch, **log, **self.learn.throughput.stats,
+                                 seconds_epoch=round(time.time() - self.t_epoch, 2)))   # monitor and saving included
         state = dict(model=self.model.state_dict(), opt=_plain(self.opt.state_dict()), epoch=self.epoch + 1,
                      n_epoch=self.n_epoch,
                      rng=_rng_state(), history=_plain(self.history), losses=[float(l) for l in self.recorder.losses],
@@ -194,16 +196,22 @@ def load_checkpoint(learn:Learner, path, config:dict|None=None) -> int:
 
 # %% ../nbs/12_learner.ipynb #d80421a1
 class DivergenceGuard(Callback):
-    "Stop training (`TrainingDiverged`) at the first non-finite training loss, or non-finite weights after an epoch."
+    """Stop training (`TrainingDiverged`) at the first non-finite training loss (under mixed precision: after `patience`
+    in a row), or at non-finite weights after an epoch."""
     def _stop(self, what:str, where:str):
         raise TrainingDiverged(f"training diverged: {what} at epoch {self.epoch + 1}/{self.n_epoch}{where}; "
                                f"stopped before saving anything non-finite: {_kept(self)}. Lower the learning rate "
                                "(--lr) and start over (--no-resume)")
+    patience = 10   # under mixed precision: consecutive non-finite losses tolerated (the grad scaler skips those steps)
+    def before_fit(self): self.n_bad = 0
     def after_loss(self):
-        if self.training and not torch.isfinite(self.loss).all():
-            lr = self.opt.hypers[-1].get('lr') if self.opt is not None else None
-            self._stop(f"the training loss became {float(self.loss)}",
-                       f", batch {self.iter + 1}/{self.n_iter}" + (f" (lr {lr:.3g})" if lr is not None else ''))
+        if not self.training: return
+        if torch.isfinite(self.loss).all(): self.n_bad = 0; return
+        self.n_bad += 1
+        if hasattr(self.learn, 'mixed_precision') and self.n_bad < self.patience: return   # fp16 overflow: one bad batch
+        lr = self.opt.hypers[-1].get('lr') if self.opt is not None else None
+        self._stop(f"the training loss became {float(self.loss)}",
+                   f", batch {self.iter + 1}/{self.n_iter}" + (f" (lr {lr:.3g})" if lr is not None else ''))
     def after_train(self):
         bad = _nonfinite(self.model)
         if bad: self._stop(f"the weights became non-finite ({_names(bad)})", '')
@@ -301,6 +309,8 @@ def train(method:str='rotation', data:str|tuple='fmnist', tier:str|Tier='cpu', o
         if resume and (out/'last.pth').exists():
             start = load_checkpoint(learn, out/'last.pth', config=config)
             print(f"Resuming from {out/'last.pth'} at epoch {start}/{tier.epochs}", flush=True)
+        if start >= tier.epochs and (out/'train.json').exists():   # finished before: nothing to train or rewrite
+            return json.loads((out/'train.json').read_text())
         t0 = time.time()
         if start < tier.epochs:
             learn.fit_one_cycle(tier.epochs, learn.lr, start_epoch=start)
@@ -309,7 +319,10 @@ def train(method:str='rotation', data:str|tuple='fmnist', tier:str|Tier='cpu', o
                     epochs=tier.epochs, n_pretrain=len(pre), **provenance())
         save_backbone(bb, out/'backbone.pth', **meta)
         hist = torch.load(out/'last.pth', map_location='cpu', weights_only=True).get('history', [])  # the truth
-        summary = dict(meta, seconds=round(time.time() - t0, 1), history=hist, backbone=str(out/'backbone.pth'),
+        # the whole pre-training's cost: every epoch's wall time, those of earlier sittings included
+        secs = round(sum(h.get('seconds_epoch', h.get('seconds_train', 0)) for h in hist), 1)
+        summary = dict(meta, seconds=secs, seconds_this_call=round(time.time() - t0, 1), history=hist,
+                       backbone=str(out/'backbone.pth'),
                        config=config)
         atomic_save(summary, out/'train.json')
         return summary

@@ -17,7 +17,8 @@ SSL = Path(sys.executable).parent/'ssl_learn'
 def _fakes(monkeypatch, calls=None):
     "Replace `pretrain` and `run_protocols` in `ssl_learn.bench.run` by fakes that write what the real ones write."
     calls = [] if calls is None else calls
-    def fake_pretrain(method, tier='cpu', data='fmnist', runs='runs', out='results/bench', force=False):
+    def fake_pretrain(method, tier='cpu', data='fmnist', runs='runs', out='results/bench', force=False, size=None,
+                      on_error='raise'):
         d = run_dir(runs, method, tier, data); tj = d/'train.json'
         calls.append(('train', method, data))
         if force or not tj.exists():
@@ -28,7 +29,8 @@ def _fakes(monkeypatch, calls=None):
             status = 'trained'
         else: status = 'done before'
         return dict(status=status, backbone=str(d/'backbone.pth'), **run.train_summary(tj))
-    def fake_protocols(name, spec, protocols, tier, data, ev, settings, pretrain_info=None, bench_command=''):
+    def fake_protocols(name, spec, protocols, tier, data, ev, settings, pretrain_info=None, bench_command='', size=None,
+                       on_error='raise'):
         calls.append(('eval', name, data, tuple(protocols)))
         pi = {k: v for k, v in (pretrain_info or {}).items() if k != 'status'} or None
         for p in protocols:

@@ -6,7 +6,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 EXP = ROOT/'experiments'
 NAMES = ['compare_lightly', 'compare_lightly_mae', 'simclr_aug_ablation', 'simclr_checks', 'mae_mask_ratio',
-         'bench_foundation', 'bench_kmeans', 'bench_knn_search', 'throughput']
+         'bench_foundation', 'bench_kmeans', 'bench_knn_search', 'throughput', 'profile_step']
 
 
 def test_the_experiments_are_all_listed():

@@ -225,8 +225,8 @@ def _todo(name:str, ps:list, ev:Path, settings:str, force:bool, pre:dict|None) -
         if why is not None: todo[p] = why
     return todo
 
-def _train_info(runs, name:str, tier:str, data:str) -> dict|None:
-    tj = run_dir(runs, name, tier, data)/'train.json'
+def _train_info(runs, name:str, tier:str, data:str, size:int|None=None) -> dict|None:
+    tj = run_dir(runs, name, tier, data, size)/'train.json'
     try: return train_summary(tj) if tj.exists() else None
     except (OSError, ValueError): return None
 
@@ -265,7 +265,7 @@ def bench(tier:str='cpu', methods='all', protocols='all', out='results/bench', f
         for name in names:
             trained = name not in ('random', 'pixels')
             cand = [p for p in ps if name != 'pixels' or p in PIXEL_PROTOCOLS]
-            todo = _todo(name, cand, ev, sname, force, _train_info(runs, name, tier_.name, data) if trained else None)
+            todo = _todo(name, cand, ev, sname, force, _train_info(runs, name, tier_.name, data, size) if trained else None)
             res = log['results'][name] = {}
             if not todo:
                 res['status'] = 'done before'
