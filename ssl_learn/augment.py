@@ -11,7 +11,7 @@ from torch import nn
 
 # %% auto #0
 __all__ = ['VIEW_PRESETS', 'to_float', 'RandomResizedCrop', 'ColorJitter', 'RandomGrayscale', 'Solarize', 'GaussianBlur',
-           'rotate90', 'all_rotations', 'Views', 'view_preset', 'bench_views']
+           'rotate90', 'all_rotations', 'Views', 'view_preset']
 
 # %% ../nbs/02_augment.ipynb #69b9c8f9
 def to_float(x:torch.Tensor) -> torch.Tensor:
@@ -180,27 +180,3 @@ def view_preset(name:str, size:int, scale=None, blur_p=None) -> Views:
         return Views(RandomResizedCrop(size, sc), ColorJitter(0.4,0.4,0.2,0.1,p=0.8), RandomGrayscale(0.2), kb2,
                      Solarize(0.5, 0.2))
     raise ValueError(f"Unknown view preset {name!r}; choose one of {VIEW_PRESETS}")
-
-# %% ../nbs/02_augment.ipynb #9c162e35
-def bench_views(x:torch.Tensor, size:int, reps:int=3) -> dict:
-    "Images/s of the batched 'byol'-like pipeline vs a per-image torchvision v2 loop on the same uint8 batch `x`."
-    import time
-    from torchvision.transforms import v2 as T
-    xf = to_float(x)
-    per = T.Compose([T.RandomResizedCrop(size, (0.2, 1.0), antialias=False), T.RandomHorizontalFlip(),
-                     T.RandomApply([T.ColorJitter(0.4,0.4,0.2 if x.shape[1]==3 else 0,0.1 if x.shape[1]==3 else 0)],
-                                   p=0.8),
-                     T.RandomGrayscale(0.2), T.RandomApply([T.GaussianBlur(2*math.ceil(3*2.0*size/224)+1,
-                             (0.1, 2.0*size/224))], p=1.0),
-                     T.RandomSolarize(0.5, p=0.2)])
-    bat = Views(RandomResizedCrop(size, (0.2, 1.0)), ColorJitter(0.4,0.4,0.2,0.1,p=0.8), RandomGrayscale(0.2),
-                GaussianBlur((0.1, 2.0*size/224), p=1.0), Solarize(0.5, 0.2))
-    def tm(f):
-        f(); ts = []
-        for _ in range(reps):
-            t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
-        return min(ts)
-    t_loop = tm(lambda: torch.stack([per(im) for im in xf]))
-    t_bat = tm(lambda: bat(x))
-    return dict(n=len(x), size=size, channels=x.shape[1], loop_img_s=len(x)/t_loop, batched_img_s=len(x)/t_bat,
-                speedup=t_loop/t_bat, threads=torch.get_num_threads())
