@@ -53,3 +53,13 @@ def test_one_overflowing_batch_under_mixed_precision_is_not_a_divergence(amp):
     g.learn.loss = torch.tensor(float('nan'))
     with pytest.raises(TrainingDiverged):
         for _ in range(g.patience): g.after_loss()    # a run of them is a divergence
+
+def test_supervised_views_follow_their_training_argument():
+    "SupervisedCallback.make_views read the learner's flag instead of its `training` argument (found by test_gpu_readiness)."
+    from ssl_learn.data import load_fmnist
+    from ssl_learn.learner import ssl_learner
+    trn = load_fmnist('train').subset(256)
+    learn = ssl_learner(trn, 'supervised', 'test', bs=64)
+    cb = learn.supervised; learn.training = False           # outside a fit
+    (xb,), (yb,) = cb.make_views(trn.x[:8], torch.arange(8), True)
+    assert torch.equal(yb, trn.y[:8])                       # the labels of those images, not their indices

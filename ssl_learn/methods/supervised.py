@@ -22,7 +22,7 @@ class SupervisedCallback(MethodCallback):
     def __init__(self, views, labels:torch.Tensor):
         super().__init__(views); self.labels = labels
     def make_views(self, x, idx, training:bool=True):
-        if not self.training: return (to_float(x),), (idx,)    # validation: clean images, labels in the batch
+        if not training: return (to_float(x),), (idx,)    # validation: clean images, labels in the batch
         return (self.views(x),), (self.labels.to(x.device)[idx],)
 
 class Supervised(SSLModel):
