@@ -149,8 +149,8 @@ def main(argv=None):
     for q in (t, e, b, d):   # the data-loading options of every command that loads data
         q.add_argument('--size', type=int, help="resize every image of both splits to SIZE x SIZE (default: the "
                                                 "tier's, else the most common size of the training split)")
-        q.add_argument('--skip-bad-files', action='store_true', help='skip unreadable or non-image files in an image '
-                                                                     'folder (one warning lists them) instead of stopping')
+        q.add_argument('--skip-bad-files', action='store_true',
+                       help='skip unreadable or non-image files in an image folder (one warning lists them)')
     a = p.parse_args(argv)
     try:
         if a.cmd == 'methods':

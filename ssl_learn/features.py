@@ -59,8 +59,8 @@ def _check_finite(f:torch.Tensor, backbone, batch:int, what:str='features'):
     bad = int((~torch.isfinite(f)).flatten(1).any(1).sum())
     if bad:
         raise NonFiniteFeatures(f"{type(backbone).__name__} {getattr(backbone, 'config', '')}: non-finite {what} "
-                                f"(nan/inf) in batch {batch + 1} ({bad} of its {len(f)} images): its weights are broken "
-                                "(a diverged run?) or its activations overflow; it cannot be evaluated")
+                                f"(nan/inf) in batch {batch + 1} ({bad} of its {len(f)} images): its weights are "
+                                "broken (a diverged run?) or its activations overflow; it cannot be evaluated")
     return f
 
 def _extract_pooled(backbone, x, bs, device, progress):

@@ -208,7 +208,8 @@ class DivergenceGuard(Callback):
         if not self.training: return
         if torch.isfinite(self.loss).all(): self.n_bad = 0; return
         self.n_bad += 1
-        if hasattr(self.learn, 'mixed_precision') and self.n_bad < self.patience: return   # fp16 overflow: one bad batch
+        # fp16 overflow: one bad batch
+        if hasattr(self.learn, 'mixed_precision') and self.n_bad < self.patience: return
         lr = self.opt.hypers[-1].get('lr') if self.opt is not None else None
         self._stop(f"the training loss became {float(self.loss)}",
                    f", batch {self.iter + 1}/{self.n_iter}" + (f" (lr {lr:.3g})" if lr is not None else ''))

@@ -265,7 +265,8 @@ def bench(tier:str='cpu', methods='all', protocols='all', out='results/bench', f
         for name in names:
             trained = name not in ('random', 'pixels')
             cand = [p for p in ps if name != 'pixels' or p in PIXEL_PROTOCOLS]
-            todo = _todo(name, cand, ev, sname, force, _train_info(runs, name, tier_.name, data, size) if trained else None)
+            todo = _todo(name, cand, ev, sname, force,
+                         _train_info(runs, name, tier_.name, data, size) if trained else None)
             res = log['results'][name] = {}
             if not todo:
                 res['status'] = 'done before'

@@ -98,7 +98,8 @@ def check_settings(protocol:str, kw:dict, n_train:int|None=None):
         vals = list(v) if isinstance(v, (list, tuple)) else [v]
         nums = [x for x in vals if isinstance(x, numbers.Real) and not isinstance(x, bool)]
         def no(why): raise ValueError(f"{protocol} setting {k}={v!r}: {why}")
-        if k in _POSITIVE and (not vals or len(nums) < len(vals) or any(not (math.isfinite(x) and x > 0) for x in nums)):
+        if k in _POSITIVE and (not vals or len(nums) < len(vals)
+                               or any(not (math.isfinite(x) and x > 0) for x in nums)):
             no('must be a finite number > 0')
         if k in _NONNEG and (len(nums) < len(vals) or any(not (math.isfinite(x) and x >= 0) for x in nums)):
             no('must be a finite number ≥ 0')
