@@ -10,7 +10,7 @@ import inspect, math, numbers, time
 from contextlib import nullcontext
 import torch
 from torch import nn
-from ..core import get_tier, set_seed, peak_memory_mb, Tier
+from ..core import get_tier, set_seed, peak_memory_mb, positive_number, Tier
 from ..data import prepare_data
 from ..augment import to_float
 from ..models import load_backbone, make_backbone
@@ -98,11 +98,12 @@ def check_settings(protocol:str, kw:dict, n_train:int|None=None):
         vals = list(v) if isinstance(v, (list, tuple)) else [v]
         nums = [x for x in vals if isinstance(x, numbers.Real) and not isinstance(x, bool)]
         def no(why): raise ValueError(f"{protocol} setting {k}={v!r}: {why}")
-        if k in _POSITIVE and (not vals or len(nums) < len(vals)
-                               or any(not (math.isfinite(x) and x > 0) for x in nums)):
-            no('must be a finite number > 0')
-        if k in _NONNEG and (len(nums) < len(vals) or any(not (math.isfinite(x) and x >= 0) for x in nums)):
-            no('must be a finite number ≥ 0')
+        if k in _POSITIVE | _NONNEG:   # the same rule as every other positive number (`core.positive_number`)
+            zero_ok = k in _NONNEG
+            try:
+                if not vals and not zero_ok: raise ValueError(k)
+                for x in vals: positive_number(x, k, zero_ok=zero_ok)
+            except ValueError: no(f"must be a finite number {'≥' if zero_ok else '>'} 0")
         if k in _FRACTIONS and (not vals or len(nums) < len(vals) or any(not 0 < x <= 1 for x in nums)):
             no('must be in (0, 1]')
         if k in _COUNTS and not (k == 'n_train' and v is None) and (
