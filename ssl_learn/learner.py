@@ -40,12 +40,15 @@ class KNNMonitor(Metric):
     def accumulate(self, learn): self.learn = learn
     @property
     def name(self): return f'knn{self.k}'
+    def score(self, backbone, device=None) -> float:
+        "The monitor's kNN top-1 (%) of any `backbone` (e.g. the random init, before training)."
+        fb = extract_features(backbone, self.bank.x, self.bs, device)
+        fq = extract_features(backbone, self.query.x, self.bs, device)
+        return knn_accuracy(fb, self.bank.y, fq, self.query.y, ks=(self.k,), T=self.T)[self.k]
     @property
     def value(self):
         if self.learn is None: return None
-        bb, dev = self.learn.model.backbone, self.learn.dls.device
-        fb = extract_features(bb, self.bank.x, self.bs, dev); fq = extract_features(bb, self.query.x, self.bs, dev)
-        return knn_accuracy(fb, self.bank.y, fq, self.query.y, ks=(self.k,), T=self.T)[self.k]
+        return self.score(self.learn.model.backbone, self.learn.dls.device)
 
 # %% ../nbs/12_learner.ipynb #98a68645
 class Throughput(Callback):
@@ -310,6 +313,11 @@ def train(method:str='rotation', data:str|tuple='fmnist', tier:str|Tier='cpu', o
         if resume and (out/'last.pth').exists():
             start = load_checkpoint(learn, out/'last.pth', config=config)
             print(f"Resuming from {out/'last.pth'} at epoch {start}/{tier.epochs}", flush=True)
+            rim = torch.load(out/'last.pth', map_location='cpu', weights_only=True).get('meta', {}).get(
+                'random_init_monitor')
+        else:   # the monitor's figure before any training: the floor of this run's learning curve
+            rim = round(KNNMonitor(bank, query, k).score(learn.model.backbone, device), 2) if monitor else None
+        learn.checkpoint.meta['random_init_monitor'] = rim
         if start >= tier.epochs and (out/'train.json').exists():   # finished before: nothing to train or rewrite
             return json.loads((out/'train.json').read_text())
         t0 = time.time()
@@ -323,8 +331,7 @@ def train(method:str='rotation', data:str|tuple='fmnist', tier:str|Tier='cpu', o
         # the whole pre-training's cost: every epoch's wall time, those of earlier sittings included
         secs = round(sum(h.get('seconds_epoch', h.get('seconds_train', 0)) for h in hist), 1)
         summary = dict(meta, seconds=secs, seconds_this_call=round(time.time() - t0, 1), history=hist,
-                       backbone=str(out/'backbone.pth'),
-                       config=config)
+                       random_init_monitor=rim, backbone=str(out/'backbone.pth'), config=config)
         atomic_save(summary, out/'train.json')
         return summary
 

@@ -9,7 +9,34 @@ from __future__ import annotations
 import torch, torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['info_nce', 'nt_xent', 'normalized_mse', 'neg_cosine', 'embedding_std', 'sinkhorn', 'swapped_prediction']
+__all__ = ['NegLogSumExp', 'neg_logsumexp', 'info_nce', 'nt_xent', 'normalized_mse', 'neg_cosine', 'embedding_std', 'sinkhorn',
+           'swapped_prediction']
+
+# %% ../nbs/06_losses.ipynb #276877d1
+class NegLogSumExp(torch.autograd.Function):
+    """`logsumexp(q @ n.T, dim=1)` (float32) whose N×K logits are turned into the softmax in place and kept for the
+    backward: one N×K buffer, no recomputation, no separate subtract/exp/multiply passes (first-order gradients
+    only)."""
+    @staticmethod
+    def forward(ctx, q, n):
+        x = (q @ n.t()).float()
+        m = x.amax(1, keepdim=True)
+        x.sub_(m).exp_()
+        s = x.sum(1, keepdim=True)
+        ctx.save_for_backward(x.div_(s), q, n)   # the softmax over the negatives: the backward's only need
+        return (m + s.log()).squeeze(1)
+    @staticmethod
+    def backward(ctx, g):
+        p, q, n = ctx.saved_tensors
+        p = p.mul_(g[:, None])                    # used once: scaled in place
+        gq = (p @ n.float()).to(q.dtype) if ctx.needs_input_grad[0] else None
+        gn = (p.t() @ q.float()).to(n.dtype) if ctx.needs_input_grad[1] else None
+        return gq, gn
+
+def neg_logsumexp(q:torch.Tensor, n:torch.Tensor) -> torch.Tensor:
+    "logsumexp over each row of `q @ n.T` (N×D, K×D → N), in float32; K=0 gives −inf."
+    if len(n) == 0: return torch.full((len(q),), float('-inf'), device=q.device)
+    return NegLogSumExp.apply(q, n)
 
 # %% ../nbs/06_losses.ipynb #1ff4a383
 def info_nce(q:torch.Tensor, k:torch.Tensor, negatives:torch.Tensor|None=None, T:float=0.2,
@@ -27,8 +54,7 @@ def info_nce(q:torch.Tensor, k:torch.Tensor, negatives:torch.Tensor|None=None, T
     # cross-entropy with the positive in column 0, written as logsumexp(pos, negatives) − pos: the N×K logits are
     # read once by one reduction, never concatenated, divided or log-softmaxed as a whole (see the note below)
     pos = (q * k).sum(1).float()
-    neg = (q @ F.normalize(negatives, dim=1).t().to(q.dtype)).float()
-    loss = torch.logaddexp(pos, torch.logsumexp(neg, dim=1)) - pos
+    loss = torch.logaddexp(pos, neg_logsumexp(q, F.normalize(negatives, dim=1).to(q.dtype))) - pos
     if reduction == 'mean': return loss.mean()
     if reduction == 'sum': return loss.sum()
     if reduction == 'none': return loss

@@ -16,7 +16,8 @@ from .run import (BENCH_BASELINES, row_order, train_summary, bench_dir, find_res
 # %% auto #0
 __all__ = ['TABLE_COLUMNS', 'HEADLINES', 'BENCH_PLOTS', 'load_eval_dir', 'protocol_table', 'cost_table', 'load_bench',
            'settings_notes', 'pretrain_table', 'bench_table', 'plot_stages', 'plot_lowshot_curves',
-           'plot_time_accuracy', 'bench_compute_seconds', 'render', 'lightly_lines', 'method_report']
+           'plot_time_accuracy', 'bench_compute_seconds', 'render', 'lightly_lines', 'method_report', 'learning_curve',
+           'plot_learning_curve']
 
 # %% ../../nbs/51_bench.report.ipynb #5922c91c
 def _col(protocol, **fields): return lambda r: is_row(r, protocol, **fields)
@@ -177,8 +178,8 @@ def plot_time_accuracy(results:dict, train:dict, path=None):
         for n in row_order(results):
             v = _metric(results[n], which)
             if v is None: continue
-            if n in ('random', 'pixels'):
-                ax.axhline(v, ls='--', c='gray' if n == 'random' else 'tan', lw=1)
+            if n in ('random', 'pixels', 'vit_random'):
+                ax.axhline(v, ls='--', c=dict(random='gray', pixels='tan', vit_random='lightblue')[n], lw=1)
                 ax.annotate(n, (0, v), fontsize=7, va='bottom')
                 continue
             t = train.get(n, {}).get('seconds')
@@ -315,3 +316,40 @@ def method_report(method:str, root='results', baseline:str='random', lightly:boo
         parts.append('Beside `lightly` (`python -m experiments.compare_lightly`):\n\n' + '\n'.join(ll) if ll else
                      f"*No lightly comparison for `{method}` yet (`results/comparisons/lightly/{method}/`).*")
     return '\n\n'.join(parts)
+
+# %% ../../nbs/51_bench.report.ipynb #0b34bb5a
+def learning_curve(method:str, root='results', tier:str='cpu', data:str='fmnist') -> dict|None:
+    """`method`'s held-out kNN monitor per epoch from its bench pre-training (`train/<method>.json`): epochs,
+    cumulative seconds, top-1, and the same monitor's figure for the random init; None without a file."""
+    f = bench_dir(find_results(root)/'bench', tier, data)/'train'/f'{method}.json'
+    if not f.exists(): return None
+    t = json.loads(f.read_text()); h = [r for r in t.get('history', []) if r.get('knn20') is not None]
+    secs, run = [], 0.
+    for r in h:
+        run += r.get('seconds_epoch', r.get('seconds_train', 0)); secs.append(round(run, 1))
+    return dict(method=method, epochs=[r['epoch'] + 1 for r in h], seconds=secs, knn=[r['knn20'] for r in h],
+                random_init=t.get('random_init_monitor'), arch=(t.get('config') or {}).get('arch', {}))
+
+def plot_learning_curve(method:str, root='results', tier:str='cpu', data:str='fmnist', ceiling:str='supervised',
+                        path=None):
+    """`method`'s held-out kNN (k=20) against pre-training epochs and seconds, beside its random init (dashed) and the
+    `ceiling` method trained at the same budget; None when the bench has not trained `method` yet."""
+    import matplotlib.pyplot as plt
+    c = learning_curve(method, root, tier, data)
+    if c is None or not c['knn']: return None
+    s = learning_curve(ceiling, root, tier, data) if ceiling != method else None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
+    for ax, x in zip(axes, ('epochs', 'seconds')):
+        ax.plot([0] + c[x] if c['random_init'] is not None else c[x],
+                ([c['random_init']] if c['random_init'] is not None else []) + c['knn'], 'o-', label=method)
+        if s and s['knn']:
+            ax.plot([0] + s[x] if s['random_init'] is not None else s[x],
+                    ([s['random_init']] if s['random_init'] is not None else []) + s['knn'], 's--', c='gray',
+                    label=f'{ceiling} (labels, same budget)')
+        if c['random_init'] is not None:
+            ax.axhline(c['random_init'], ls=':', c='k', lw=1, label='random init (its architecture)')
+        ax.set_xlabel('pre-training epochs' if x == 'epochs' else 'pre-training seconds (this machine)')
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel('kNN top-1 (%), held-out training images'); axes[0].legend(fontsize=8)
+    fig.suptitle(f'{method}: learning curve at the {tier} tier (kNN monitor, k=20)', fontsize=10); fig.tight_layout()
+    return _save(fig, path)

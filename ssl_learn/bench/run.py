@@ -10,7 +10,7 @@ import json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 from ..core import get_tier, provenance, atomic_save, Tier
 from ..method import list_methods
-from ..eval.protocols import parse_protocols, evaluate, PROTOCOL_SETTINGS, PIXEL_PROTOCOLS
+from ..eval.protocols import parse_protocols, evaluate, PROTOCOL_SETTINGS, PIXEL_PROTOCOLS, BASELINES
 
 # %% auto #0
 __all__ = ['BENCH_BASELINES', 'ZOO_ORDER', 'row_order', 'bench_methods', 'bench_settings', 'bench_dir', 'run_dir',
@@ -18,7 +18,7 @@ __all__ = ['BENCH_BASELINES', 'ZOO_ORDER', 'row_order', 'bench_methods', 'bench_
            'full_run_report']
 
 # %% ../../nbs/50_bench.run.ipynb #5c8c5925
-BENCH_BASELINES = ('random', 'pixels', 'supervised')
+BENCH_BASELINES = ('random', 'pixels', 'supervised', 'vit_random')
 ZOO_ORDER = ('relative_loc', 'rotation', 'deepcluster', 'npid', 'odc', 'moco_v1', 'moco_v2', 'simclr', 'byol', 'swav',
              'densecl', 'simsiam', 'moco_v3', 'mae')
 
@@ -263,7 +263,7 @@ def bench(tier:str='cpu', methods='all', protocols='all', out='results/bench', f
         except ValueError: pass                                    # not the main thread: the caller's business
     try:
         for name in names:
-            trained = name not in ('random', 'pixels')
+            trained = name not in BASELINES
             cand = [p for p in ps if name != 'pixels' or p in PIXEL_PROTOCOLS]
             todo = _todo(name, cand, ev, sname, force,
                          _train_info(runs, name, tier_.name, data, size) if trained else None)

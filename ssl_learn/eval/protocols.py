@@ -117,13 +117,15 @@ def check_settings(protocol:str, kw:dict, n_train:int|None=None):
                              f"(the kNN memory); use k ≤ {n_train}")
 
 # %% ../../nbs/44_eval.protocols.ipynb #2da51bf7
-BASELINES = ('random', 'pixels')
+BASELINES = ('random', 'pixels', 'vit_random')
 
 def get_backbone(spec, tier:str|Tier, train, seed:int=0):
-    "A backbone from a checkpoint path, an `nn.Module`, or a baseline name ('random', 'pixels')."
+    """A backbone from a checkpoint path, an `nn.Module`, or a baseline name: 'random' (the tier's ResNet, untrained),
+    'vit_random' (the ViT that MAE and MoCo v3 train, untrained), 'pixels'."""
     if isinstance(spec, nn.Module): bb = spec
     elif spec == 'pixels': return RawPixels(train.shape)
     elif spec == 'random': set_seed(seed); bb = make_backbone(get_tier(tier), train)
+    elif spec == 'vit_random': set_seed(seed); bb = make_backbone(get_tier(tier, arch='vit_tiny'), train)
     else: bb = load_backbone(spec)
     name = type(spec).__name__ if isinstance(spec, nn.Module) else spec
     bad = [k for k, v in bb.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
