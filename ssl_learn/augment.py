@@ -182,6 +182,8 @@ def view_preset(name:str, size:int, scale=None, blur_p=None) -> Views:
     raise ValueError(f"Unknown view preset {name!r}; choose one of {VIEW_PRESETS}")
 
 # %% ../nbs/02_augment.ipynb #d72e99e1
+from .explore import image_grid
+
 def strength_views(size:int, crop_min:float=0.2, jitter:float=0.4, blur_p:float=0.5, solarize_p:float=0.0) -> Views:
     "A view pipeline from four knobs: smallest crop area, colour-jitter strength (p=0.8), blur and solarize probabilities."
     if not 0 < crop_min <= 1: raise ValueError(f"strength_views: crop_min must be in (0, 1], got {crop_min}")

@@ -153,15 +153,15 @@ def explorer(render, controls:dict, static:bool=True, title:str='', start:dict|N
 def collect_widget_state(nb):
     "Move the widget state that explorer outputs carry into `nb.metadata['widgets']` (merged with what is there)."
     states = {}
-    for c in nb.cells:
+    for c in nb['cells']:
         for o in c.get('outputs', []) or []:
             d = o.get('data', {})
             if WIDGET_STATE in d:
                 s = d.pop(WIDGET_STATE)
                 states.update((json.loads(s) if isinstance(s, str) else s).get('state', {}))
     if not states: return
-    md = nb.metadata.get('widgets', {}).get(WIDGET_STATE, {})
-    nb.metadata['widgets'] = {WIDGET_STATE: dict(version_major=2, version_minor=0, state={**md.get('state', {}), **states})}
+    md = nb['metadata'].get('widgets', {}).get(WIDGET_STATE, {})
+    nb['metadata']['widgets'] = {WIDGET_STATE: dict(version_major=2, version_minor=0, state={**md.get('state', {}), **states})}
 
 class WidgetStateProc:
     "The nbdev processor (`doc_procs` in pyproject.toml) that runs `collect_widget_state` on each notebook it renders."

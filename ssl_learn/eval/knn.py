@@ -49,7 +49,7 @@ from ..augment import to_float
 
 def knn_neighbours(train_f:torch.Tensor, train_y:torch.Tensor, query_f:torch.Tensor, k:int=10, T:float=0.07,
                    n_classes:int|None=None) -> dict:
-    "One query's `k` nearest training features (cosine), their weights exp(sim/T) and the class votes, as `knn_classify` counts them."
+    "A query's `k` nearest training features (cosine), weights exp(sim/T) and class votes, as `knn_classify` counts them."
     if not 1 <= k <= len(train_f): raise ValueError(f"knn_neighbours: k must be in [1, {len(train_f)}], got {k}")
     sim = F.normalize(train_f.float(), dim=1) @ F.normalize(query_f.float().view(-1), dim=0)
     s, idx = sim.topk(k)

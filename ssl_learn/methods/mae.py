@@ -183,6 +183,8 @@ def show_reconstructions(model:MAE, x:torch.Tensor, mask_ratio:float|None=None, 
     return fig
 
 # %% ../../nbs/32_methods.mae.ipynb #84e12778
+from ..explore import image_grid
+
 @torch.no_grad()
 def mae_mask_frame(model:MAE, x:torch.Tensor, mask_ratio:float, seed:int=0) -> tuple:
     "Original, masked, reconstruction and pasted rows for images `x` at `mask_ratio`: (image grid, numbers with the loss)."

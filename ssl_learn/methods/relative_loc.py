@@ -159,6 +159,8 @@ def show_pair_predictions(model:RelativeLoc, views:RelativeLocViews, x:torch.Ten
     return fig
 
 # %% ../../nbs/21_methods.relative_loc.ipynb #b0dc8733
+from ..augment import to_float
+
 def _rl_boxes(side:int, patch:int, gap:bool, seed:int) -> list:
     "Top-left corners of the 9 patches in grid order: in their cells with a random jitter (gap), or touching (no gap)."
     cell = side // 3
@@ -171,7 +173,7 @@ def _rl_boxes(side:int, patch:int, gap:bool, seed:int) -> list:
 @torch.no_grad()
 def relative_loc_frame(model:RelativeLoc, x:torch.Tensor, position:str, gap:bool=True, side:int=63, patch:int=16,
                        seed:int=0) -> tuple:
-    "One image `x` (C×H×W, uint8 or [0,1]): the centre patch, its neighbour at `position` and the 8-way softmax: (figure, numbers)."
+    "Image `x` (C×H×W, uint8 or [0,1]): centre patch, its neighbour at `position`, the 8-way softmax: (figure, numbers)."
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
     if position not in POSITIONS: raise ValueError(f"relative_loc_frame: position must be one of {POSITIONS}, got {position!r}")
