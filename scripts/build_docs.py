@@ -33,7 +33,8 @@ extensions = ["myst_nb", "sphinx-mathjax-offline"]   # MathJax served from the s
 html_theme = "furo"
 nb_execution_mode = "off"
 nb_render_markdown_format = "myst"
-nb_ipywidgets_js = {"jupyter-widgets/embed.js": {}}   # the HTML manager, served from _static (see html_manager())
+# the HTML manager, served from _static (see html_manager()), after a shim for its MathJax 2 call (the pages load MathJax 3)
+nb_ipywidgets_js = {"jupyter-widgets/mathjax2-shim.js": {}, "jupyter-widgets/embed.js": {}}
 myst_enable_extensions = ["colon_fence", "dollarmath", "attrs_inline", "html_image", "deflist"]
 myst_heading_anchors = 3
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
@@ -65,7 +66,23 @@ def html_manager(dest: Path, cache: Path = ROOT/'.cache'/'html-manager') -> list
     dest.mkdir(parents=True, exist_ok=True)
     keep = [f for f in dist.iterdir() if f.name == 'embed.js' or f.suffix in ('.woff', '.woff2', '.ttf', '.eot', '.svg')]
     for f in keep: shutil.copy(f, dest/f.name)
-    return [f.name for f in keep]
+    (dest/'mathjax2-shim.js').write_text(MATHJAX2_SHIM)
+    return [f.name for f in keep] + ['mathjax2-shim.js']
+
+
+# The widgets typeset their labels with MathJax 2's `MathJax.Hub.Queue`; the pages load MathJax 3, which has no `Hub`,
+# and each label would raise "Cannot read properties of undefined (reading 'Queue')". The shim forwards to MathJax 3.
+MATHJAX2_SHIM = """(function () {
+  function shim() {
+    var M = window.MathJax;
+    if (M && !M.Hub) M.Hub = {Queue: function (a) {
+      var el = a && a[2];
+      if (el && window.MathJax.typesetPromise) window.MathJax.typesetPromise([el]).catch(function () {});
+    }};
+  }
+  shim(); document.addEventListener('DOMContentLoaded', shim); window.addEventListener('load', shim);
+})();
+"""
 
 
 def _widget_state(nb):
