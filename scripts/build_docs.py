@@ -13,11 +13,14 @@ builds the same pages from the same processed notebooks:
    cell directives are honoured (`#| hide` / `include: false` drop a cell, `echo: false` hides its code,
    `output: false` its output).
 3. A results page is generated from `results/bench/fmnist/cpu/` by `ssl_learn.bench.report.render`.
-4. `sphinx-build` renders `_site_offline/` (no notebook is executed: pages show the saved outputs).
+4. The interactive explorers (ipywidgets, `ssl_learn.explore`): their widget state is in each page's metadata, and the
+   jupyter-widgets HTML manager that draws them is fetched once from the npm registry (`npm pack`, cached in
+   `.cache/`) and served from the site's own `_static/jupyter-widgets/`: no page asks a CDN for anything.
+5. `sphinx-build` renders `_site_offline/` (no notebook is executed: pages show the saved outputs).
 
 Usage: python scripts/build_docs.py [--out _site_offline] [--no-proc]      (`make docs`)
 """
-import argparse, json, os, re, shutil, subprocess, sys, time
+import argparse, json, os, re, shutil, subprocess, sys, tarfile, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +33,8 @@ extensions = ["myst_nb", "sphinx-mathjax-offline"]   # MathJax served from the s
 html_theme = "furo"
 nb_execution_mode = "off"
 nb_render_markdown_format = "myst"
-nb_ipywidgets_js = {}
+# the HTML manager, served from _static (see html_manager()), after a shim for its MathJax 2 call (the pages load MathJax 3)
+nb_ipywidgets_js = {"jupyter-widgets/mathjax2-shim.js": {}, "jupyter-widgets/embed.js": {}}
 myst_enable_extensions = ["colon_fence", "dollarmath", "attrs_inline", "html_image", "deflist"]
 myst_heading_anchors = 3
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
@@ -39,6 +43,56 @@ suppress_warnings = ["myst.header", "myst.xref_missing", "mystnb.unknown_mime_ty
 html_theme_options = {"source_repository": "https://github.com/ssl-learn/ssl_learn/", "source_branch": "main",
                       "source_directory": "nbs/"}
 '''
+
+
+HTML_MANAGER = '@jupyter-widgets/html-manager@1.0.15'   # the version ipywidgets 8.1 expects (^1.0.1)
+WIDGET_STATE = 'application/vnd.jupyter.widget-state+json'
+
+
+def html_manager(dest: Path, cache: Path = ROOT/'.cache'/'html-manager') -> list:
+    """The jupyter-widgets HTML manager's standalone bundle (`dist/embed.js`, no RequireJS) and the fonts it loads,
+    copied to `dest`; fetched once with `npm pack` from the npm registry into `cache`. Returns the files copied."""
+    dist = cache/'package'/'dist'
+    if not (dist/'embed.js').exists():
+        if not shutil.which('npm'):
+            raise SystemExit(f"npm not found: the docs' widgets need {HTML_MANAGER} from the npm registry. Install Node.js "
+                             "and npm (Debian: apt-get install npm) and run `make docs` again.")
+        cache.mkdir(parents=True, exist_ok=True)
+        r = subprocess.run(['npm', 'pack', HTML_MANAGER, '--silent'], cwd=cache, capture_output=True, text=True)
+        tgz = cache/(r.stdout.strip().splitlines()[-1] if r.returncode == 0 and r.stdout.strip() else '')
+        if r.returncode != 0 or not tgz.is_file():
+            raise SystemExit(f"npm pack {HTML_MANAGER} failed (exit {r.returncode}): {r.stderr.strip()[-500:]}")
+        with tarfile.open(tgz) as t: t.extractall(cache, filter='data')
+    dest.mkdir(parents=True, exist_ok=True)
+    keep = [f for f in dist.iterdir() if f.name == 'embed.js' or f.suffix in ('.woff', '.woff2', '.ttf', '.eot', '.svg')]
+    for f in keep: shutil.copy(f, dest/f.name)
+    (dest/'mathjax2-shim.js').write_text(MATHJAX2_SHIM)
+    return [f.name for f in keep] + ['mathjax2-shim.js']
+
+
+# The widgets typeset their labels with MathJax 2's `MathJax.Hub.Queue`; the pages load MathJax 3, which has no `Hub`,
+# and each label would raise "Cannot read properties of undefined (reading 'Queue')". The shim forwards to MathJax 3.
+MATHJAX2_SHIM = """(function () {
+  function shim() {
+    var M = window.MathJax;
+    if (M && !M.Hub) M.Hub = {Queue: function (a) {
+      var el = a && a[2];
+      if (el && window.MathJax.typesetPromise) window.MathJax.typesetPromise([el]).catch(function () {});
+    }};
+  }
+  shim(); document.addEventListener('DOMContentLoaded', shim); window.addEventListener('load', shim);
+})();
+"""
+
+
+def _widget_state(nb):
+    "Widget state that explorer outputs carry (notebooks nbdev could not process), merged into the metadata's."
+    st = dict(nb.get('metadata', {}).get('widgets', {}).get(WIDGET_STATE, {}).get('state', {}))
+    for c in nb['cells']:
+        for o in c.get('outputs', []):
+            s = o.get('data', {}).pop(WIDGET_STATE, None)
+            if s: st.update(s['state'])
+    return {WIDGET_STATE: dict(version_major=2, version_minor=0, state=st)} if st else None
 
 
 def proc_notebooks(names, log):
@@ -82,6 +136,7 @@ _CALLOUT = re.compile(r'^:::\s*\{\.callout-(\w+)[^}]*\}', re.M)
 
 def to_page(nb, stem):
     "A Sphinx/MyST-NB notebook from an nbdev (processed or source) notebook."
+    widgets = _widget_state(nb)
     fm, cells = _front_matter(nb)
     out = [dict(cell_type='markdown', metadata={}, source=f"# {fm.get('title', stem)}\n\n" + (f"> {fm['description']}\n" if fm.get('description') else ''))]
     for c in cells:
@@ -110,6 +165,7 @@ def to_page(nb, stem):
                         outputs=outs, execution_count=c.get('execution_count')))
     meta = dict(kernelspec=dict(name='python3', display_name='Python 3', language='python'),
                 language_info=dict(name='python', pygments_lexer='ipython3'))
+    if widgets: meta['widgets'] = widgets
     return dict(cells=out, metadata=meta, nbformat=4, nbformat_minor=5), fm
 
 
@@ -120,13 +176,15 @@ def build(out, do_proc=True, jobs=1):
     t_proc = time.time() - t0
     if SRC.exists(): shutil.rmtree(SRC)
     SRC.mkdir()
-    pages = []
+    pages, widget_pages = [], {}   # widget_pages: page -> bytes of its widget state
     for n in names:
         p = PROC/n if (PROC/n).exists() else NBS/n
         nb, fm = to_page(json.loads(p.read_text()), Path(n).stem)
         stem = Path(fm.get('output-file', '')).stem or ('index' if n == 'index.ipynb' else re.sub(r'^\d+[a-z]?_', '', Path(n).stem))
         if stem == 'index' and n != 'index.ipynb': stem = Path(n).stem
         pages.append((n, stem, fm.get('title', stem), p.parent == NBS))
+        if nb['metadata'].get('widgets'):
+            widget_pages[f'{stem}.html'] = len(json.dumps(nb['metadata']['widgets']))
         (SRC/f'{stem}.ipynb').write_text(json.dumps(nb))
     # the results page, generated from the JSON files
     sys.path.insert(0, str(ROOT)); os.chdir(ROOT)
@@ -151,6 +209,8 @@ def build(out, do_proc=True, jobs=1):
     im = Image.new('RGBA', (32, 32), (0, 0, 0, 0)); d = ImageDraw.Draw(im)
     d.ellipse((2, 2, 30, 30), fill=(33, 99, 186, 255)); d.ellipse((10, 10, 22, 22), fill=(255, 255, 255, 255))
     im.save(SRC/'_static'/'favicon.png')
+    widget_files = html_manager(SRC/'_static'/'jupyter-widgets')
+    log.append(f"widgets: {HTML_MANAGER} ({len(widget_files)} files) in _static/jupyter-widgets/")
     (SRC/'conf.py').write_text(CONF + 'html_static_path = ["_static"]\nhtml_favicon = "_static/favicon.png"\n')
     t1 = time.time()
     out = Path(out); shutil.rmtree(out, ignore_errors=True)
@@ -161,7 +221,7 @@ def build(out, do_proc=True, jobs=1):
     if r.returncode != 0: print(r.stderr[-3000:]); raise SystemExit(f"sphinx-build failed (exit {r.returncode})")
     summary = dict(pages=len(pages) + 1, out=str(out), seconds_proc=round(t_proc, 1), seconds_sphinx=round(t2 - t1, 1),
                    seconds_total=round(t2 - t0, 1), proc_failed=failed, fallback_pages=[n for n, _, _, fb in pages if fb],
-                   sphinx_warnings=len(warn))
+                   sphinx_warnings=len(warn), widget_pages=widget_pages)
     (out/'build.json').write_text(json.dumps(dict(summary, log=log, warnings=warn[:200]), indent=2))
     for l in log: print(l)
     for w in warn[:20]: print(w)

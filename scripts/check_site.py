@@ -1,7 +1,11 @@
 """Check the built docs site in a real browser: serve it on localhost, drive headless Chromium (Debian's `chromium`)
 with Playwright, and for every page assert that it loads without console errors or failed requests, that every
-image has loaded (naturalWidth > 0), and that every internal link resolves (HTTP 200, and its #anchor exists on the
-target page). Screenshots of the front page and one method page go to results/site/screenshots/.
+image has loaded (naturalWidth > 0), that every internal link resolves (HTTP 200, and its #anchor exists on the
+target page), and that no request leaves localhost (no CDN: data: and blob: URLs are the browser's own).
+Pages with interactive explorers (ipywidgets state in the page): every explorer's widgets render, and a key press on its
+first control (ArrowRight on a slider, Space on the next toggle button) changes the frame it shows, without a kernel.
+Screenshots of the front page, one method page and each explorer page's first explorer (after the key press) go to
+results/site/screenshots/; the explorer results also go to <shots>/explorers.json.
 
 Usage: python scripts/check_site.py [--site _site_offline] [--shots results/site/screenshots]    (`make docs-check`)
 Needs: `apt-get install chromium` (scripts/setup.sh does it with DOCS=1 as root) and `pip install -e ".[docs]"`.
@@ -35,13 +39,44 @@ def serve(site: Path):
     return srv, f"http://127.0.0.1:{srv.server_address[1]}/"
 
 
+# the top-level explorer views of a page; for one of them: the visible frame, and a key press on its first control
+_VIEWS = "() => [...document.querySelectorAll('.widget-vbox')].filter(e => !e.parentElement.closest('.widget-vbox'))"
+_SHOWN = """i => { const v = (%s)()[i]; return [...v.querySelectorAll('img')].filter(e => e.offsetParent !== null)
+                 .map(e => e.src + ':' + (e.complete && e.naturalWidth > 0)); }""" % _VIEWS
+_FOCUS = """i => { const v = (%s)()[i]; const h = v.querySelector('.noUi-handle');
+          if (h) { h.focus(); return 'ArrowRight'; }
+          const b = [...v.querySelectorAll('.widget-toggle-button')].find(b => !b.classList.contains('mod-active'));
+          if (b) { b.focus(); return 'Space'; } return null; }""" % _VIEWS
+
+
+def check_explorers(page, rel, shots):
+    "Every explorer of the page renders; a key press on its first control changes its visible frame."
+    n_views = page.eval_on_selector_all('script[type="application/vnd.jupyter.widget-view+json"]', 'els => els.length')
+    probs, res = [], []
+    try: page.wait_for_function(f"() => ({_VIEWS})().length >= {n_views}", timeout=20000)
+    except Exception: probs.append(f"explorers: {page.evaluate(f'({_VIEWS})().length')} of {n_views} widget views rendered")
+    for i in range(page.evaluate(f'({_VIEWS})().length')):
+        before = page.evaluate(_SHOWN, i)
+        key = page.evaluate(_FOCUS, i)
+        if key: page.keyboard.press(key); page.wait_for_timeout(400)
+        after = page.evaluate(_SHOWN, i)
+        ok = bool(key) and len(after) == 1 and after != before and after[0].endswith(':true')
+        res.append(dict(view=i, key=key, frame_changed=after != before, frame_loaded=bool(after) and after[0].endswith(':true')))
+        if not ok: probs.append(f"explorer {i}: key {key} on its first control did not show a new loaded frame ({before} -> {after})")
+        if i == 0 and shots:
+            page.evaluate(f"i => ({_VIEWS})()[i].scrollIntoView()", i)
+            page.locator('.widget-vbox').first.screenshot(path=str(shots/f"explorer_{rel.removesuffix('.html')}.png"))
+    return dict(widget_views=n_views, explorers=res), probs
+
+
 def check(site, shots, chromium=None, method_page='methods.rotation.html'):
     from playwright.sync_api import sync_playwright
     site = Path(site); t0 = time.time()
     pages = sorted(str(p.relative_to(site)) for p in site.rglob('*.html') if not p.name.startswith(('genindex', 'search', 'py-modindex')))
     if not pages: raise SystemExit(f"no pages in {site}: build the site first (make docs)")
     srv, base = serve(site)
-    report = dict(site=str(site), pages={}, n_pages=len(pages), n_links=0, n_images=0, n_anchors=0, failures=[])
+    report = dict(site=str(site), pages={}, n_pages=len(pages), n_links=0, n_images=0, n_anchors=0, failures=[], explorers={})
+    Path(shots).mkdir(parents=True, exist_ok=True)
     anchors_of = {}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium or find_chromium(), args=['--no-sandbox'])
@@ -53,8 +88,14 @@ def check(site, shots, chromium=None, method_page='methods.rotation.html'):
             page.on('pageerror', lambda e: errors.append(f"page error: {e}"))
             page.on('requestfailed', lambda r: failed.append(f"request failed: {r.url} ({r.failure})"))
             page.on('response', lambda r: failed.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+            page.on('request', lambda r: failed.append(f"request leaves localhost: {r.url}")
+                    if urlparse(r.url).scheme not in ('data', 'blob') and urlparse(r.url).netloc != urlparse(base).netloc else None)
             resp = page.goto(base + rel, wait_until='load')
             page.wait_for_load_state('networkidle')
+            widgets = None
+            if page.eval_on_selector_all('script[type="application/vnd.jupyter.widget-state+json"]', 'els => els.length'):
+                widgets, wprobs = check_explorers(page, rel, Path(shots))
+                errors += wprobs; report['explorers'][rel] = widgets
             imgs = page.eval_on_selector_all('img', 'els => els.map(e => [e.currentSrc || e.src, e.complete && e.naturalWidth > 0])')
             links = page.eval_on_selector_all('a[href]', 'els => els.map(e => e.href)')
             anchors_of[rel] = set(page.eval_on_selector_all('[id]', 'els => els.map(e => e.id)'))
@@ -95,8 +136,12 @@ def check(site, shots, chromium=None, method_page='methods.rotation.html'):
         r.pop('internal_links')
     report['seconds'] = round(time.time() - t0, 1)
     (site/'check.json').write_text(json.dumps(report, indent=2))
+    (Path(shots)/'explorers.json').write_text(json.dumps(dict(site=str(site), pages=report['explorers'],
+        failures=[f for f in report['failures'] if f['page'] in report['explorers']]), indent=2))
     print(f"{report['n_pages']} pages, {report['n_links']} internal links ({report['n_anchors']} with #anchors checked), "
-          f"{report['n_images']} images checked in {report['seconds']:.0f} s; pages with problems: {len(report['failures'])}")
+          f"{report['n_images']} images checked in {report['seconds']:.0f} s; pages with problems: {len(report['failures'])}; "
+          f"explorers: {sum(len(e['explorers']) for e in report['explorers'].values())} on {len(report['explorers'])} pages, "
+          f"{sum(x['frame_changed'] for e in report['explorers'].values() for x in e['explorers'])} changed frame on a key press")
     for f in report['failures']:
         print(f"  {f['page']}:"); [print(f"    {p}") for p in f['problems'][:10]]
     return report

@@ -11,7 +11,7 @@ from torch import nn
 
 # %% auto #0
 __all__ = ['VIEW_PRESETS', 'to_float', 'RandomResizedCrop', 'ColorJitter', 'RandomGrayscale', 'Solarize', 'GaussianBlur',
-           'rotate90', 'all_rotations', 'Views', 'view_preset']
+           'rotate90', 'all_rotations', 'Views', 'view_preset', 'strength_views', 'view_pairs_frame']
 
 # %% ../nbs/02_augment.ipynb #69b9c8f9
 def to_float(x:torch.Tensor) -> torch.Tensor:
@@ -180,3 +180,28 @@ def view_preset(name:str, size:int, scale=None, blur_p=None) -> Views:
         return Views(RandomResizedCrop(size, sc), ColorJitter(0.4,0.4,0.2,0.1,p=0.8), RandomGrayscale(0.2), kb2,
                      Solarize(0.5, 0.2))
     raise ValueError(f"Unknown view preset {name!r}; choose one of {VIEW_PRESETS}")
+
+# %% ../nbs/02_augment.ipynb #d72e99e1
+from .explore import image_grid
+
+def strength_views(size:int, crop_min:float=0.2, jitter:float=0.4, blur_p:float=0.5, solarize_p:float=0.0) -> Views:
+    "A view pipeline from four knobs: smallest crop area, colour-jitter strength (p=0.8), blur and solarize probabilities."
+    if not 0 < crop_min <= 1: raise ValueError(f"strength_views: crop_min must be in (0, 1], got {crop_min}")
+    return Views(RandomResizedCrop(size, (crop_min, 1.0)), ColorJitter(jitter, jitter, jitter, min(jitter / 4, 0.5), p=0.8),
+                 GaussianBlur((0.1, 2.0 * size / 224 if size < 224 else 2.0), p=blur_p), Solarize(0.5, solarize_p))
+
+@torch.no_grad()
+def view_pairs_frame(x:torch.Tensor, views, embed:dict|None=None, n_show:int=8, seed:int=0) -> tuple:
+    """Two views of each image of `x` (uint8 N×C×H×W) by `views`: (grid of the first `n_show` pairs, numbers: for each
+    `embed` name -> function, the mean cosine of the positive pairs and of views of different images)."""
+    torch.manual_seed(seed); v1 = views(x)
+    torch.manual_seed(seed + 1); v2 = views(x)
+    n = min(n_show, len(x))
+    grid = image_grid(torch.cat([v1[:n], v2[:n]]), nrow=n)
+    nums = {}
+    for name, f in (embed or {}).items():
+        z1, z2 = F.normalize(f(v1).float(), dim=1), F.normalize(f(v2).float(), dim=1)
+        sim = z1 @ z2.t()
+        nums[f'{name}: pos'] = sim.diag().mean().item()
+        nums[f'{name}: neg'] = ((sim.sum() - sim.diag().sum()) / (len(x) * (len(x) - 1))).item()
+    return grid, nums

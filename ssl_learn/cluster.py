@@ -12,7 +12,8 @@ from fastai.metrics import Metric
 
 # %% auto #0
 __all__ = ['fit_pca', 'preprocess_features', 'check_k', 'auto_k', 'kmeans_pp_init', 'kmeans', 'cluster_stats',
-           'uniform_cluster_sampler', 'cluster_weights', 'nmi', 'ClusterNMI', 'ValueOf', 'show_clusters']
+           'uniform_cluster_sampler', 'cluster_weights', 'nmi', 'ClusterNMI', 'ValueOf', 'show_clusters', 'purity',
+           'cluster_frame']
 
 # %% ../nbs/10_cluster.ipynb #ea10cb05
 def fit_pca(x:torch.Tensor, dim:int, whiten:bool=True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -178,3 +179,18 @@ def show_clusters(x:torch.Tensor, labels:torch.Tensor, n_clusters:int=8, per:int
         axs[r][0].set_title(title, fontsize=8, loc='left')
     fig.tight_layout()
     return fig
+
+# %% ../nbs/10_cluster.ipynb #65bb2089
+def purity(labels:torch.Tensor, y:torch.Tensor) -> float:
+    "Share of the images that belong to their cluster's majority class."
+    labels, y = labels.cpu(), y.cpu()
+    return sum(int(y[labels == c].bincount().max()) for c in labels.unique().tolist()) / len(labels)
+
+def cluster_frame(x:torch.Tensor, labels:torch.Tensor, y:torch.Tensor, classes=None, n_clusters:int=5, per:int=8,
+                  title:str='') -> tuple:
+    "One explorer frame: `show_clusters` of the largest clusters, and NMI, purity, clusters used and the largest size."
+    fig = show_clusters(x, labels, n_clusters=n_clusters, per=per, y=y, classes=classes)
+    if title: fig.suptitle(title, fontsize=9, y=1.02)
+    counts = labels.cpu().bincount()
+    return fig, dict(nmi=nmi(labels, y), purity=purity(labels, y), clusters_used=int((counts > 0).sum()),
+                     largest=int(counts.max()))

@@ -10,7 +10,7 @@ import torch, torch.nn.functional as F
 
 # %% auto #0
 __all__ = ['NegLogSumExp', 'neg_logsumexp', 'info_nce', 'nt_xent', 'normalized_mse', 'neg_cosine', 'embedding_std', 'sinkhorn',
-           'swapped_prediction']
+           'swapped_prediction', 'example_similarities', 'temperature_frame', 'example_scores', 'sinkhorn_frame']
 
 # %% ../nbs/06_losses.ipynb #276877d1
 class NegLogSumExp(torch.autograd.Function):
@@ -126,3 +126,49 @@ def swapped_prediction(scores:list, codes:list, T:float=0.1) -> torch.Tensor:
         total = total + sum(-(q.detach().float() * logp[v]).sum(1).mean() for v in range(len(scores))
                             if v != c) / (len(scores) - 1)
     return total / len(codes)
+
+# %% ../nbs/06_losses.ipynb #38197476
+import math
+import matplotlib.pyplot as plt
+
+def example_similarities(n_neg:int=64, pos:float=0.6, seed:int=0) -> tuple:
+    "A query's cosine to its positive (`pos`) and to `n_neg` negatives: most near 0, three hard ones just below `pos`."
+    g = torch.Generator().manual_seed(seed)
+    neg = (torch.randn(n_neg, generator=g) * 0.2).clamp(-1, 1)
+    neg[:3] = torch.tensor([pos - 0.05, pos - 0.1, pos - 0.15])
+    return torch.tensor(pos), neg
+
+def temperature_frame(T:float, pos=None, neg=None) -> tuple:
+    "InfoNCE's softmax at temperature `T` over a positive (cosine `pos`) and negatives (cosines `neg`): (figure, numbers)."
+    if not T > 0: raise ValueError(f"temperature_frame: T must be > 0, got {T}")
+    if pos is None or neg is None: pos, neg = example_similarities()
+    sims = torch.cat([torch.as_tensor(pos, dtype=torch.float32).view(1), torch.as_tensor(neg, dtype=torch.float32)])
+    p = (sims / T).softmax(0)
+    order = sims.argsort(descending=True)
+    fig, ax = plt.subplots(figsize=(5.5, 2.2))
+    ax.bar(range(len(p)), p[order].numpy(), color=['tab:green' if i == 0 else '0.55' for i in order.tolist()])
+    ax.set_ylim(0, 1); ax.set_ylabel('softmax'); ax.set_xlabel('candidates by cosine to the query (green: the positive)')
+    ax.set_title(f'InfoNCE at T = {T:g}', fontsize=10)
+    ent = -(p * p.clamp_min(1e-30).log()).sum().item()
+    return fig, dict(T=T, p_positive=p[0].item(), loss=-p[0].clamp_min(1e-30).log().item(), effective_candidates=math.exp(ent))
+
+# %% ../nbs/06_losses.ipynb #25307258
+def example_scores(B:int=32, K:int=8, seed:int=0) -> torch.Tensor:
+    "Cosine scores of `B` samples with `K` unit prototypes; half the samples lie near prototype 0 (an unbalanced batch)."
+    g = torch.Generator().manual_seed(seed)
+    c = F.normalize(torch.randn(K, 16, generator=g), dim=1)
+    z = torch.randn(B, 16, generator=g); z[:B // 2] += 3 * c[0]
+    return F.normalize(z, dim=1) @ c.t()
+
+def sinkhorn_frame(eps:float, n_iters:int, scores:torch.Tensor|None=None) -> tuple:
+    "SwAV's codes from `scores` (B×K; default `example_scores()`) after `n_iters` Sinkhorn steps at `eps`: (figure, numbers)."
+    s = example_scores() if scores is None else scores
+    q = sinkhorn(s, eps, n_iters); B, K = q.shape; mass = q.sum(0)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(6.4, 2.6), gridspec_kw=dict(width_ratios=[1.3, 1]))
+    a.imshow(q.numpy(), aspect='auto', cmap='viridis', vmin=0, vmax=1); a.set_xlabel('prototype'); a.set_ylabel('sample')
+    a.set_title(f'codes, ε = {eps:g}, {n_iters} iteration(s)', fontsize=9)
+    b.bar(range(K), mass.numpy(), color='tab:blue'); b.axhline(B / K, ls='--', c='k', lw=1)
+    b.set_xlabel('prototype'); b.set_title('mass per prototype (dashed: B/K)', fontsize=9)
+    b.set_ylim(0, B / 2); fig.tight_layout()
+    return fig, dict(eps=eps, n_iters=n_iters, max_mass=mass.max().item(), min_mass=mass.min().item(),
+                     confidence=q.max(1).values.mean().item())

@@ -11,7 +11,7 @@ from ..data import check_labeled
 from ..features import extract_features, knn_accuracy, KNN_KS
 
 # %% auto #0
-__all__ = ['knn_eval', 'plot_knn']
+__all__ = ['knn_eval', 'plot_knn', 'knn_neighbours', 'knn_frame']
 
 # %% ../../nbs/40_eval.knn.ipynb #8a9cb5aa
 def knn_eval(backbone, train, test, ks=KNN_KS, T=0.07, bs:int=512, device=None, progress:bool=False) -> list:
@@ -42,3 +42,38 @@ def plot_knn(rows_by_name:dict, T:float=0.07, ax=None, title:str='kNN top-1 agai
         ax.plot([r['k'] for r in rs], [r['value'] for r in rs], 'o-', label=name)
     ax.set_xscale('log'); ax.set_xlabel('k'); ax.set_ylabel('top-1 (%)'); ax.set_title(f'{title} (T={T})'); ax.legend()
     return ax
+
+# %% ../../nbs/40_eval.knn.ipynb #9d46da5b
+import torch, torch.nn.functional as F
+from ..augment import to_float
+
+def knn_neighbours(train_f:torch.Tensor, train_y:torch.Tensor, query_f:torch.Tensor, k:int=10, T:float=0.07,
+                   n_classes:int|None=None) -> dict:
+    "A query's `k` nearest training features (cosine), weights exp(sim/T) and class votes, as `knn_classify` counts them."
+    if not 1 <= k <= len(train_f): raise ValueError(f"knn_neighbours: k must be in [1, {len(train_f)}], got {k}")
+    sim = F.normalize(train_f.float(), dim=1) @ F.normalize(query_f.float().view(-1), dim=0)
+    s, idx = sim.topk(k)
+    w = (s / T).exp(); lab = train_y[idx]
+    votes = torch.zeros(n_classes or int(train_y.max()) + 1).scatter_add_(0, lab, w)
+    return dict(idx=idx, sim=s, weight=w, labels=lab, votes=votes, pred=int(votes.argmax()))
+
+def knn_frame(train_x:torch.Tensor, train_y:torch.Tensor, train_f:torch.Tensor, query_x:torch.Tensor, query_y:int,
+              query_f:torch.Tensor, classes:list, k:int=8, T:float=0.07) -> tuple:
+    "A query image, its `k` nearest training images with labels and weights, and the weighted class vote: (figure, numbers)."
+    import matplotlib.pyplot as plt
+    r = knn_neighbours(train_f, train_y, query_f, k, T, len(classes))
+    fig = plt.figure(figsize=(1.0 * (k + 1), 3.2))
+    gs = fig.add_gridspec(2, k + 1, height_ratios=[1, 1.1])
+    show = lambda a, im: (a.imshow(to_float(im).permute(1, 2, 0).squeeze(-1).numpy(), cmap='gray', vmin=0, vmax=1),
+                          a.set_xticks([]), a.set_yticks([]))
+    a = fig.add_subplot(gs[0, 0]); show(a, query_x); a.set_title(f'query\n{classes[query_y]}', fontsize=8, weight='bold')
+    wn = r['weight'] / r['weight'].sum()
+    for i in range(k):
+        a = fig.add_subplot(gs[0, i + 1]); show(a, train_x[r['idx'][i]]); lab = int(r['labels'][i])
+        a.set_title(f'{classes[lab][:9]}\nw {wn[i]:.2f}', fontsize=7, color='tab:green' if lab == query_y else 'tab:red')
+    a = fig.add_subplot(gs[1, :]); v = (r['votes'] / r['votes'].sum()).numpy()
+    a.bar(range(len(classes)), v, color=['tab:blue' if c == r['pred'] else '0.6' for c in range(len(classes))])
+    a.set_xticks(range(len(classes)), [c[:9] for c in classes], fontsize=7); a.set_ylim(0, 1)
+    a.set_ylabel('vote share', fontsize=8)
+    fig.tight_layout()
+    return fig, dict(true=classes[query_y], predicted=classes[r['pred']], vote_share=float(v.max()))

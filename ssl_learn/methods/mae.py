@@ -16,7 +16,7 @@ from ..vit import ViT, Block, sincos_2d, init_vit_weights
 
 # %% auto #0
 __all__ = ['random_masking', 'unshuffle', 'patchify', 'unpatchify', 'MAEDecoder', 'mae_loss', 'mae_decoder_size', 'MAE',
-           'MAECallback', 'mae', 'mae_reconstruct', 'show_reconstructions']
+           'MAECallback', 'mae', 'mae_reconstruct', 'show_reconstructions', 'mae_mask_frame']
 
 # %% ../../nbs/32_methods.mae.ipynb #507d7463
 def random_masking(t:torch.Tensor, mask_ratio:float=0.75, noise:torch.Tensor|None=None) -> tuple:
@@ -181,3 +181,18 @@ def show_reconstructions(model:MAE, x:torch.Tensor, mask_ratio:float|None=None, 
     fig.suptitle(title or f"MAE, mask ratio {model.mask_ratio if mask_ratio is None else mask_ratio}", fontsize=9)
     fig.tight_layout()
     return fig
+
+# %% ../../nbs/32_methods.mae.ipynb #84e12778
+from ..explore import image_grid
+
+@torch.no_grad()
+def mae_mask_frame(model:MAE, x:torch.Tensor, mask_ratio:float, seed:int=0) -> tuple:
+    "Original, masked, reconstruction and pasted rows for images `x` at `mask_ratio`: (image grid, numbers with the loss)."
+    if not 0 <= mask_ratio < 1: raise ValueError(f"mae_mask_frame: mask_ratio must be in [0, 1), got {mask_ratio}")
+    was = model.training; model.eval()
+    torch.manual_seed(seed)
+    loss = model.loss(model(x.to(next(model.parameters()).device), mask_ratio)).item()
+    model.train(was)
+    r = mae_reconstruct(model, x, mask_ratio, seed)
+    grid = image_grid(torch.cat([r['original'], r['masked'], r['reconstruction'], r['pasted']]), nrow=len(x))
+    return grid, dict(mask_ratio=mask_ratio, visible=f"{int((1 - r['mask'][0]).sum())}/{r['mask'].shape[1]}", loss=loss)

@@ -15,7 +15,7 @@ from ..models import LinearHead
 
 # %% auto #0
 __all__ = ['PAIR_CELLS', 'POSITIONS', 'grid_patches', 'pair_labels', 'drop_colors', 'RelativeLocViews', 'show_grid',
-           'RelativeLoc', 'RelativeLocCallback', 'relative_loc', 'show_pair_predictions']
+           'RelativeLoc', 'RelativeLocCallback', 'relative_loc', 'show_pair_predictions', 'relative_loc_frame']
 
 # %% ../../nbs/21_methods.relative_loc.ipynb #8682ed2e
 PAIR_CELLS = (0, 1, 2, 3, 5, 6, 7, 8)                  # the neighbour cell of pair label 0..7
@@ -157,3 +157,44 @@ def show_pair_predictions(model:RelativeLoc, views:RelativeLocViews, x:torch.Ten
                             color='green' if ok else 'red')
     fig.tight_layout()
     return fig
+
+# %% ../../nbs/21_methods.relative_loc.ipynb #b0dc8733
+from ..augment import to_float
+
+def _rl_boxes(side:int, patch:int, gap:bool, seed:int) -> list:
+    "Top-left corners of the 9 patches in grid order: in their cells with a random jitter (gap), or touching (no gap)."
+    cell = side // 3
+    if gap:
+        off = torch.randint(0, cell - patch + 1, (9, 2), generator=torch.Generator().manual_seed(seed))
+        return [(r // 3 * cell + int(off[r, 0]), r % 3 * cell + int(off[r, 1])) for r in range(9)]
+    c0 = (side - patch) // 2
+    return [(c0 + (r // 3 - 1) * patch, c0 + (r % 3 - 1) * patch) for r in range(9)]
+
+@torch.no_grad()
+def relative_loc_frame(model:RelativeLoc, x:torch.Tensor, position:str, gap:bool=True, side:int=63, patch:int=16,
+                       seed:int=0) -> tuple:
+    "Image `x` (C×H×W, uint8 or [0,1]): centre patch, its neighbour at `position`, the 8-way softmax: (figure, numbers)."
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+    if position not in POSITIONS: raise ValueError(f"relative_loc_frame: position must be one of {POSITIONS}, got {position!r}")
+    v = F.interpolate(to_float(x[None]).float(), size=(side, side), mode='bilinear', align_corners=False).clamp(0, 1)
+    boxes = _rl_boxes(side, patch, gap, seed)
+    p = torch.stack([v[0, :, t:t + patch, l:l + patch] for t, l in boxes])
+    was = model.training; model.eval()
+    prob = model(p.to(next(model.parameters()).device)).softmax(1).cpu(); model.train(was)
+    j = POSITIONS.index(position); cell = PAIR_CELLS[j]
+    fig, axs = plt.subplots(1, 4, figsize=(8, 2.2), gridspec_kw=dict(width_ratios=[1.3, 0.65, 0.65, 1.6]))
+    gray = lambda t: t.permute(1, 2, 0).squeeze(-1).numpy()
+    axs[0].imshow(gray(v[0]), cmap='gray', vmin=0, vmax=1)
+    for c, col in ((4, 'gold'), (cell, 'tab:red')):
+        axs[0].add_patch(Rectangle((boxes[c][1] - .5, boxes[c][0] - .5), patch, patch, fill=False, ec=col, lw=2))
+    axs[0].set_title('with gap + jitter' if gap else 'no gap, no jitter', fontsize=9)
+    axs[1].imshow(gray(p[4]), cmap='gray', vmin=0, vmax=1); axs[1].set_title('centre', fontsize=9)
+    axs[2].imshow(gray(p[cell]), cmap='gray', vmin=0, vmax=1); axs[2].set_title(f'neighbour ({position})', fontsize=9)
+    for a in axs[:3]: a.set_xticks([]); a.set_yticks([])
+    axs[3].bar(range(8), prob[j].numpy(), color=['tab:green' if i == j else '0.6' for i in range(8)])
+    axs[3].set_xticks(range(8), POSITIONS, fontsize=8); axs[3].set_ylim(0, 1); axs[3].set_title('8-way softmax', fontsize=9)
+    fig.tight_layout()
+    pred = prob.argmax(1)
+    return fig, dict(predicted=POSITIONS[int(pred[j])], p_true=prob[j, j].item(),
+                     image_pairs_right=f"{int((pred == torch.arange(8)).sum())}/8")
