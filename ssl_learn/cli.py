@@ -19,7 +19,7 @@ from .models import load_backbone, make_backbone
 from .learner import train, plot_history
 from .method import method_tier
 from .eval.protocols import evaluate, format_table, PROTOCOL_NAMES, BASELINES
-from .bench.run import bench
+from .bench.run import bench, BENCH_TIER
 from .bench.report import render
 
 # %% auto #0
@@ -129,7 +129,7 @@ def main(argv=None):
     e.add_argument('--settings', help="protocol settings by name (default: the tier's), e.g. 'cpu_bench'")
     b = sub.add_parser('bench', help='pre-train methods and run the protocols, one JSON per (method, protocol), '
                                      'then the tables and plots')
-    b.add_argument('--tier', default='cpu', choices=sorted(TIERS))
+    b.add_argument('--tier', default=BENCH_TIER, choices=sorted(TIERS))
     b.add_argument('--methods', default='all', help="'all' or a comma-separated list")
     b.add_argument('--protocols', default='all', help=f"'all' or comma-separated from {list(PROTOCOL_NAMES)}")
     b.add_argument('--out', default='results/bench', help='results root: files go to OUT/DATA/TIER/')
@@ -137,7 +137,7 @@ def main(argv=None):
     b.add_argument('--runs', default='runs', help='pre-training runs root: RUNS/DATA/TIER/METHOD/')
     b.add_argument('--force', action='store_true', help='retrain and re-run what is already done')
     b.add_argument('--settings',
-                   help="protocol settings by name (default: 'cpu_bench' at the cpu tier, else the tier's)")
+                   help="protocol settings by name (default: 'cpu_bench' at the cpu and zoo tiers, else the tier's)")
     b.add_argument('--no-baselines', action='store_true', help='skip random / pixels / supervised')
     b.add_argument('--lock',
                    help='hold this file lock (flock) for the whole run, e.g. /tmp/ssl_cpu.lock on a shared machine')

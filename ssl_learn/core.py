@@ -14,8 +14,8 @@ import torch
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*', category=FutureWarning)
 
 # %% auto #0
-__all__ = ['TIERS', 'positive_number', 'Tier', 'get_tier', 'default_device', 'set_seed', 'peak_memory_mb', 'atomic_save',
-           'writable_dir', 'os_error_message', 'git_commit', 'machine_info', 'provenance']
+__all__ = ['ZOO_EPOCHS', 'TIERS', 'positive_number', 'Tier', 'get_tier', 'default_device', 'set_seed', 'peak_memory_mb',
+           'atomic_save', 'writable_dir', 'os_error_message', 'git_commit', 'machine_info', 'provenance']
 
 # %% ../nbs/00_core.ipynb #d2c6ab3b
 def positive_number(value, what:str='value', zero_ok:bool=False) -> float:
@@ -55,10 +55,15 @@ class Tier:
         positive_number(self.wd, f"Tier {self.name!r}: wd", zero_ok=True)
 
 # %% ../nbs/00_core.ipynb #2c73875b
+ZOO_EPOCHS = 8
 TIERS = {
     'test': Tier('test', n_train=512, n_eval_train=512, n_eval_test=256, n_monitor=256, epochs=1, bs=64, width=16,
                  lr=0.05),
     'cpu':  Tier('cpu',  n_train=16384, n_eval_train=None, n_eval_test=None, n_monitor=4096, epochs=3, bs=256,
+                 width=32, lr=0.05),
+    # the benchmark's tier (`ssl_learn bench`): every training image, the same epochs for every method (the model
+    # zoo's budget rule); chosen on a validation split by `61_tier_study`
+    'zoo':  Tier('zoo',  n_train=None, n_eval_train=None, n_eval_test=None, n_monitor=4096, epochs=ZOO_EPOCHS, bs=256,
                  width=32, lr=0.05),
     'gpu':  Tier('gpu',  n_train=None, n_eval_train=None, n_eval_test=None, n_monitor=10000, epochs=100, bs=512,
                  width=64, lr=0.2),

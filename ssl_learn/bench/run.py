@@ -13,12 +13,13 @@ from ..method import list_methods
 from ..eval.protocols import parse_protocols, evaluate, PROTOCOL_SETTINGS, PIXEL_PROTOCOLS, BASELINES
 
 # %% auto #0
-__all__ = ['BENCH_BASELINES', 'ZOO_ORDER', 'row_order', 'bench_methods', 'bench_settings', 'bench_dir', 'run_dir',
+__all__ = ['BENCH_BASELINES', 'BENCH_TIER', 'ZOO_ORDER', 'row_order', 'bench_methods', 'bench_settings', 'bench_dir', 'run_dir',
            'train_summary', 'pretrain', 'eval_worker', 'run_protocols', 'bench', 'find_results', 'full_run',
            'full_run_report']
 
 # %% ../../nbs/50_bench.run.ipynb #5c8c5925
 BENCH_BASELINES = ('random', 'pixels', 'supervised', 'vit_random')
+BENCH_TIER = 'zoo'   # what `ssl_learn bench` runs unless told otherwise
 ZOO_ORDER = ('relative_loc', 'rotation', 'deepcluster', 'npid', 'odc', 'moco_v1', 'moco_v2', 'simclr', 'byol', 'swav',
              'densecl', 'simsiam', 'moco_v3', 'mae')
 
@@ -41,10 +42,10 @@ def bench_methods(methods='all') -> list:
     return row_order(ms)
 
 def bench_settings(tier:str|Tier, settings:str|None=None) -> str:
-    """The protocol settings the benchmark uses at `tier`: `settings` if given, 'cpu_bench' at the cpu tier, else the
+    """The protocol settings the benchmark uses at `tier`: `settings` if given, 'cpu_bench' at the cpu and zoo tiers, else the
     tier's."""
     name = get_tier(tier).name
-    s = settings or ('cpu_bench' if name == 'cpu' else name)
+    s = settings or ('cpu_bench' if name in ('cpu', 'zoo') else name)
     if s not in PROTOCOL_SETTINGS:
         raise ValueError(f"Unknown protocol settings {s!r}; available: {', '.join(PROTOCOL_SETTINGS)}")
     return s
@@ -230,7 +231,7 @@ def _train_info(runs, name:str, tier:str, data:str, size:int|None=None) -> dict|
     try: return train_summary(tj) if tj.exists() else None
     except (OSError, ValueError): return None
 
-def bench(tier:str='cpu', methods='all', protocols='all', out='results/bench', force:bool=False, data:str='fmnist',
+def bench(tier:str=BENCH_TIER, methods='all', protocols='all', out='results/bench', force:bool=False, data:str='fmnist',
           settings:str|None=None, baselines=True, runs='runs', lock:str|None=None, size:int|None=None,
           on_error:str='raise') -> dict:
     """Pre-train each method at `tier`, run its protocols in one process (features shared); one JSON per (method,

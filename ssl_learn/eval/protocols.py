@@ -66,6 +66,7 @@ PROTOCOL_SETTINGS['cpu_bench'] = dict(PROTOCOL_SETTINGS['cpu'],
     svm=dict(n_train=1000, costs=(0.1, 1.0, 10.0), target_dim=1024, cv=2),
     lowshot=dict(ks=(1, 2, 4, 8, 16, 32, 64, 96), n_samples=3, target_dim=1024, cost=1.0),
     semi=dict(fracs=(0.01, 0.1), epochs=2, lrs=(0.1,)))
+PROTOCOL_SETTINGS['zoo'] = PROTOCOL_SETTINGS['cpu_bench']   # the benchmark tier evaluates as the benchmark does
 
 PROTOCOLS = dict(knn=knn_eval, linear=linear_eval, mhead=mhead_eval, svm=svm_eval, lowshot=lowshot_eval, semi=semi_eval)
 PROTOCOL_NAMES = tuple(PROTOCOLS)
