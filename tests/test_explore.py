@@ -8,11 +8,15 @@ from ssl_learn.explore import explorer, to_png, collect_widget_state, WIDGET_STA
 from ssl_learn.losses import temperature_frame, sinkhorn_frame
 from ssl_learn.methods.mae import MAE, mae_mask_frame
 from ssl_learn.vit import vit_tiny
+from ssl_learn.methods.rotation import RotationPred, rotation_frame
+from ssl_learn.models import resnet18
+from ssl_learn.cluster import cluster_frame, purity
 
 NBS = Path(__file__).resolve().parents[1]/'nbs'
 # the notebooks with explorers, and the number of frames each one's explorers hold (one entry per explorer)
 EXPLORER_NBS = {'02_augment.ipynb': [36, 5], '06_losses.ipynb': [6, 12], '14_explore.ipynb': [9],
-                '21_methods.relative_loc.ipynb': [32], '22_methods.deepcluster.ipynb': [5], '32_methods.mae.ipynb': [7],
+                '20_methods.rotation.ipynb': [24], '21_methods.relative_loc.ipynb': [32], '22_methods.deepcluster.ipynb': [5],
+                '23_methods.odc.ipynb': [5], '30_methods.swav.ipynb': [5], '32_methods.mae.ipynb': [7],
                 '40_eval.knn.ipynb': [12]}
 PAGE_BUDGET = 1_000_000   # bytes of widget state per page (about 1 MB)
 
@@ -44,6 +48,33 @@ def test_live_method_explorer_mae():
     before = ex.image.value
     ex.controls['mask_ratio'].value = 0.75
     assert ex.image.value == to_png(mae_mask_frame(m, x, 0.75)[0]) and ex.image.value != before
+
+
+def test_live_rotation_explorer():
+    torch.manual_seed(0)
+    m, x = RotationPred(resnet18(in_chans=1, width=8)), torch.randint(0, 256, (1, 28, 28), dtype=torch.uint8)
+    render = lambda rotation, view: rotation_frame(m, x, rotation, view == 'random crop')
+    ex = explorer(render, dict(rotation=[0, 90, 180, 270], view=['whole image', 'random crop']), static=False)
+    before = ex.image.value
+    ex.controls['rotation'].value = 180
+    assert ex.image.value == to_png(rotation_frame(m, x, 180)[0]) and ex.image.value != before
+    before = ex.image.value
+    ex.controls['view'].value = 'random crop'                    # the seeded crop: the same frame on every call
+    assert ex.image.value == to_png(rotation_frame(m, x, 180, crop=True)[0]) and ex.image.value != before
+    assert f"{rotation_frame(m, x, 180, crop=True)[1]['sim180']:.3g}" in ex.numbers.value
+
+
+def test_live_clusters_over_epochs():
+    "The epoch slider of the cluster explorers (DeepCluster, ODC, SwAV): each epoch's labels, their purity in the numbers."
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8, generator=g), torch.arange(64) % 4
+    snaps = [torch.randint(0, 6, (64,), generator=g) for _ in range(3)]
+    frame = lambda epoch: cluster_frame(x, snaps[epoch], y, n_clusters=3, per=4)
+    ex = explorer(frame, dict(epoch=[0, 1, 2]), static=False)
+    before = ex.image.value, ex.numbers.value
+    ex.controls['epoch'].value = 2
+    assert ex.image.value == to_png(frame(2)[0]) and ex.image.value != before[0]
+    assert f"{purity(snaps[2], y):.3g}" in ex.numbers.value and ex.numbers.value != before[1]
 
 
 def test_static_state_holds_frames_and_links():
@@ -91,3 +122,12 @@ def test_saved_notebook_explorers(name):
         imgs = [m for m in st.values() if m['model_name'] == 'ImageModel']
         assert all(m.get('buffers') or m['state'].get('value') for m in imgs)      # the PNGs are in the state
     assert sum(n for *_, n in saved) <= PAGE_BUDGET
+
+
+def test_recorded_jupyter_check():
+    "The recorded live check in JupyterLab (scripts/check_jupyter.py), when present: it passed, with its provenance."
+    p = Path(__file__).resolve().parents[1]/'results'/'site'/'jupyter_check.json'
+    if not p.exists(): pytest.skip(f"{p} not recorded: run scripts/check_jupyter.py with jupyterlab installed")
+    r = json.loads(p.read_text())
+    assert r['ok'] and r['image_changed'] and r['kernel_shows_what_page_shows'] and not r['requests_leaving_localhost']
+    assert r['commit'] and r['machine'] and r['command']

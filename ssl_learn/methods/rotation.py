@@ -14,7 +14,7 @@ from ..augment import view_preset, all_rotations, rotate90, to_float
 from ..models import LinearHead
 
 # %% auto #0
-__all__ = ['RotationCallback', 'RotationPred', 'rotation', 'show_rotation_predictions']
+__all__ = ['RotationCallback', 'RotationPred', 'rotation', 'show_rotation_predictions', 'rotation_frame']
 
 # %% ../../nbs/20_methods.rotation.ipynb #81ccf0f3
 class RotationCallback(MethodCallback):
@@ -52,3 +52,31 @@ def show_rotation_predictions(model:RotationPred, x:torch.Tensor, n:int=8):
         ax.imshow(im.permute(1, 2, 0).squeeze(-1), cmap='gray'); ax.axis('off')
         ax.set_title(f'{90*pp}°', color='green' if pp == kk else 'red', fontsize=9)
     return fig
+
+# %% ../../nbs/20_methods.rotation.ipynb #3129cbad
+@torch.no_grad()
+def rotation_frame(model:RotationPred, x:torch.Tensor, rotation:int, crop:bool=False, seed:int=0, size:int=28) -> tuple:
+    """Image `x` (C×H×W, uint8 or [0,1]) as a whole or as a seeded random crop, turned by `rotation` degrees: the view and
+    `model`'s 4-way softmax (figure), and numbers: prediction, p(true), rotations right, axis right, `sim180`."""
+    import matplotlib.pyplot as plt
+    if rotation not in (0, 90, 180, 270):
+        raise ValueError(f"rotation_frame: rotation must be 0, 90, 180 or 270 degrees, got {rotation!r}")
+    v = to_float(x[None]).float()
+    if crop:
+        with torch.random.fork_rng(devices=[]):                 # a seeded crop that leaves the global generator alone
+            torch.manual_seed(seed); v = view_preset('basic', size)(v)
+    r4, _ = all_rotations(v)                                    # the view's four rotations, 0°, 90°, 180°, 270°
+    was = model.training; model.eval()
+    prob = model(r4.to(next(model.parameters()).device)).softmax(1).cpu(); model.train(was)
+    k = rotation // 90; pred = prob.argmax(1)
+    a, b = v.flatten(), r4[2].flatten()
+    sim180 = float(((a - a.mean()) * (b - b.mean())).sum() / ((a - a.mean()).norm() * (b - b.mean()).norm() + 1e-8))
+    fig, axs = plt.subplots(1, 2, figsize=(5.2, 2.2), gridspec_kw=dict(width_ratios=[1, 1.6]))
+    axs[0].imshow(r4[k].permute(1, 2, 0).squeeze(-1).numpy(), cmap='gray', vmin=0, vmax=1); axs[0].axis('off')
+    axs[0].set_title(f"{'crop' if crop else 'whole image'}, turned {rotation}°", fontsize=9)
+    axs[1].bar(range(4), prob[k].numpy(), color=['tab:green' if i == k else '0.6' for i in range(4)])
+    axs[1].set_xticks(range(4), ['0°', '90°', '180°', '270°'], fontsize=8); axs[1].set_ylim(0, 1)
+    axs[1].set_title('4-way softmax', fontsize=9); fig.tight_layout()
+    return fig, dict(predicted=f'{90 * int(pred[k])}°', p_true=prob[k, k].item(),
+                     rotations_right=f"{int((pred == torch.arange(4)).sum())}/4",
+                     axis_right=f"{int((pred % 2 == torch.arange(4) % 2).sum())}/4", sim180=sim180)
