@@ -14,16 +14,16 @@ import matplotlib.pyplot as plt
 from PIL import Image
 from scipy import ndimage
 from pycocotools import mask as mask_utils
-from torchvision.datasets import VOCDetection, VOCSegmentation, CocoDetection
+from torchvision.datasets import VOCDetection, VOCSegmentation, CocoDetection, Cityscapes
 from fastprogress.fastprogress import progress_bar
 from .core import Tier, get_tier
 from contextlib import redirect_stdout
 from .data import ImageData, data_home, load_fmnist
 
 # %% auto #0
-__all__ = ['SCENE_CLASSES', 'IGNORE', 'SCENE_TIERS', 'SCENES_VERSION', 'Scenes', 'silhouettes', 'texture', 'instance_map',
-           'borders', 'semantic_map', 'make_scenes', 'show_scenes', 'voc_palette', 'export_voc', 'export_coco',
-           'read_voc', 'read_coco', 'scene_benchmark']
+__all__ = ['SCENE_CLASSES', 'IGNORE', 'CITYSCAPES_CLASSES', 'SCENE_TIERS', 'SCENES_VERSION', 'Scenes', 'silhouettes', 'texture',
+           'instance_map', 'borders', 'semantic_map', 'make_scenes', 'show_scenes', 'voc_palette', 'export_voc',
+           'export_coco', 'read_voc', 'read_coco', 'cityscapes_train_ids', 'read_cityscapes', 'scene_benchmark']
 
 # %% ../nbs/13_scenes.ipynb #32a81afa
 SCENE_CLASSES = ['t-shirt', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'ankle-boot']
@@ -41,8 +41,8 @@ class Scenes:
     name: str = ''
     def __len__(self): return len(self.images)
     def __repr__(self):
-        k = sum(len(t['labels']) for t in self.targets)
-        d = sum(int(t['difficult'].sum()) for t in self.targets)
+        k = sum(len(t.get('labels', ())) for t in self.targets)
+        d = sum(int(t['difficult'].sum()) for t in self.targets if 'difficult' in t)
         return (f"Scenes({self.name!r}: {len(self)} images of {tuple(self.images.shape[1:])}, {k} objects, "
                 f"{d} difficult)")
     def subset(self, idx) -> Scenes:
@@ -341,6 +341,34 @@ def read_coco(root, split:str='train', classes=SCENE_CLASSES, channels:int=1) ->
     x = _stack(images, root)
     sem = torch.stack([semantic_map(t, x.shape[-1]) for t in targets]) if x.shape[-1] == x.shape[-2] else None
     return Scenes(x, targets, sem, list(classes), name=f'COCO {split}')
+
+# %% ../nbs/13_scenes.ipynb #4299e2b6
+CITYSCAPES_CLASSES = [c.name for c in sorted(Cityscapes.classes, key=lambda c: c.train_id)
+                      if 0 <= c.train_id < 255]
+
+def cityscapes_train_ids() -> torch.Tensor:
+    "The 256-entry lookup table from Cityscapes label ids (0..33) to the 19 train ids, 255 elsewhere."
+    lut = torch.full((256,), IGNORE, dtype=torch.uint8)
+    for c in Cityscapes.classes:
+        if 0 <= c.id < 256 and 0 <= c.train_id < 255: lut[c.id] = c.train_id
+    return lut
+
+def read_cityscapes(root, split:str='train', size=(512, 1024)) -> Scenes:
+    """A Cityscapes split (fine annotations) through torchvision's `Cityscapes` loader: RGB images and train-id class
+    maps (19 classes, 255 ignored), both resized to `size` (h, w)."""
+    for d in ('leftImg8bit', 'gtFine'):
+        _need(Path(root)/d/split, f'the {d}/{split} folder of a Cityscapes tree', root)
+    ds = Cityscapes(str(root), split=split, mode='fine', target_type='semantic')
+    if len(ds) == 0: raise ValueError(f"{Path(root)/'leftImg8bit'/split}: no *_leftImg8bit.png images found")
+    lut, xs, ys = cityscapes_train_ids(), [], []
+    for i in progress_bar(range(len(ds)), leave=False):
+        img, lab = ds[i]
+        if lab.size != img.size:
+            raise ValueError(f"{ds.targets[i][0]}: mask of size {lab.size} for an image of size {img.size}")
+        xs.append(_to_tensor(img.resize(size[::-1], Image.BILINEAR), 3))
+        ys.append(lut[torch.from_numpy(np.array(lab.resize(size[::-1], Image.NEAREST), dtype=np.int64))])
+    return Scenes(torch.stack(xs), [dict() for _ in xs], torch.stack(ys), CITYSCAPES_CLASSES,
+                  name=f'Cityscapes {split}')
 
 # %% ../nbs/13_scenes.ipynb #f6e10fd7
 SCENE_TIERS = {
