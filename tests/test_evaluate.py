@@ -11,7 +11,7 @@ from ssl_learn.data import load_fmnist
 BIN = Path(sys.executable).parent/'ssl_learn'
 
 def test_parse_protocols():
-    assert parse_protocols('all') == ['knn', 'linear', 'mhead', 'svm', 'lowshot', 'semi']
+    assert parse_protocols('all') == ['knn', 'linear', 'mhead', 'svm', 'lowshot', 'semi', 'det', 'inst', 'seg']
     with pytest.raises(ValueError, match='available'): parse_protocols('knn,nope')
     with pytest.raises(ValueError): parse_protocols('')
 

@@ -30,7 +30,11 @@ TABLE_COLUMNS = {**{('kNN k=10' if k == 10 else f'k={k}'): _col('knn', k=k, T=KN
                  'SVM best mAP': _col('svm', stage='best', metric='mAP'),
                  **{f'low-shot k={k}': _col('lowshot', k=k, metric='top1') for k in (1, 2, 4, 8, 16, 32, 64, 96)},
                  **{f'semi {p}%': _col('semi', frac=lambda f, p=p: f is not None and abs(f - p/100) < 1e-9)
-                    for p in (1, 10)}}
+                    for p in (1, 10)},
+                 # dense transfer (eval.det, eval.seg): their own columns
+                 'det AP50': _col('det', metric='AP50 (VOC07)'), 'det AP': _col('det', metric='AP'),
+                 'box AP': _col('inst', metric='box AP'), 'mask AP': _col('inst', metric='mask AP'),
+                 'seg mIoU': _col('seg', metric='mIoU')}
 HEADLINES = {'kNN k=20': TABLE_COLUMNS['k=20'], 'kNN k=200': TABLE_COLUMNS['k=200'],
              'linear': TABLE_COLUMNS['linear AvgPool'],
              'low-shot k=8': TABLE_COLUMNS['low-shot k=8'], 'semi 10%': TABLE_COLUMNS['semi 10%']}
@@ -50,6 +54,7 @@ def load_eval_dir(path) -> dict:
 
 def _pm(r):
     if r is None: return '-'
+    if r.get('value') is None: return 'n/a'   # a protocol that does not apply (a ViT in the dense protocols; `na`: why)
     sd = r.get('std')
     return f"{r['value']:.2f}" + (f" ± {sd:.2f}" if sd not in (None, 0) and not isinstance(sd, str) else '')
 

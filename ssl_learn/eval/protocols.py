@@ -14,15 +14,20 @@ from ..core import get_tier, set_seed, peak_memory_mb, positive_number, Tier
 from ..data import prepare_data
 from ..augment import to_float
 from ..models import load_backbone, make_backbone
+from ..vit import ViT
+from ..scenes import scene_benchmark
 from ..features import KNN_KS, feature_cache, NonFiniteFeatures
 from .knn import knn_eval
 from .linear import linear_eval, mhead_eval
 from .semi import semi_eval
 from .svm import svm_eval, lowshot_eval
+from .seg import seg_eval, SEG_SETTINGS, VIT_NA
+from .det import det_eval, inst_eval, DET_SETTINGS
 
 # %% auto #0
-__all__ = ['PROTOCOL_SETTINGS', 'PROTOCOLS', 'PROTOCOL_NAMES', 'PIXEL_PROTOCOLS', 'BASELINES', 'KNN_HEADLINE', 'RawPixels',
-           'parse_protocols', 'check_settings', 'get_backbone', 'evaluate', 'format_table', 'is_row']
+__all__ = ['PROTOCOL_SETTINGS', 'DENSE_METRICS', 'DENSE_PROTOCOLS', 'PROTOCOLS', 'PROTOCOL_NAMES', 'PIXEL_PROTOCOLS', 'BASELINES',
+           'KNN_HEADLINE', 'RawPixels', 'parse_protocols', 'check_settings', 'get_backbone', 'evaluate', 'format_table',
+           'is_row']
 
 # %% ../../nbs/44_eval.protocols.ipynb #774d6b6b
 class RawPixels(nn.Module):
@@ -66,9 +71,36 @@ PROTOCOL_SETTINGS['cpu_bench'] = dict(PROTOCOL_SETTINGS['cpu'],
     svm=dict(n_train=1000, costs=(0.1, 1.0, 10.0), target_dim=1024, cv=2),
     lowshot=dict(ks=(1, 2, 4, 8, 16, 32, 64, 96), n_samples=3, target_dim=1024, cost=1.0),
     semi=dict(fracs=(0.01, 0.1), epochs=2, lrs=(0.1,)))
+# the dense protocols (det, inst, seg) run on FMNIST-Scenes of the matching size; the gpu tier uses the cpu scenes
+# until the real VOC/COCO/Cityscapes loaders are wired in (the zoo's settings: DET_SETTINGS/SEG_SETTINGS['gpu'])
+for _t, _s in (('test', 'test'), ('cpu', 'cpu'), ('cpu_bench', 'cpu'), ('gpu', 'cpu')):
+    PROTOCOL_SETTINGS[_t].update(det=dict(scenes=_s, **DET_SETTINGS[_s]['det']),
+                                 inst=dict(scenes=_s, **DET_SETTINGS[_s]['inst']),
+                                 seg=dict(scenes=_s, **SEG_SETTINGS[_s]))
 PROTOCOL_SETTINGS['zoo'] = PROTOCOL_SETTINGS['cpu_bench']   # the benchmark tier evaluates as the benchmark does
 
-PROTOCOLS = dict(knn=knn_eval, linear=linear_eval, mhead=mhead_eval, svm=svm_eval, lowshot=lowshot_eval, semi=semi_eval)
+DENSE_METRICS = dict(det=('AP50 (VOC07)', 'AP', 'AP75'), seg=('mIoU',),
+                     inst=('box AP', 'box AP50', 'box AP75', 'mask AP', 'mask AP50', 'mask AP75'))
+
+def _dense(name, fn, fmt):
+    def run(backbone, train, test, scenes:str='cpu', scene_seed:int=0, device=None, progress:bool=False, **kw):
+        if isinstance(backbone, ViT):   # reported, not raised: a ViT row in the table says n/a and why
+            return [dict(protocol=name, setting='n/a', metric=m, value=None, std=None, na=VIT_NA)
+                    for m in DENSE_METRICS[name]]
+        c = getattr(backbone, 'config', {}).get('in_chans', 1)
+        if c != 1: raise ValueError(f"{name}: the FMNIST-Scenes are grey (1 channel) but the backbone takes {c} "
+                                    "channels")
+        bm = scene_benchmark(scenes, scene_seed)
+        return fn(backbone, bm[f'{fmt}_train'], bm[f'{fmt}_test'], device=device, progress=progress, **kw)
+    run.__name__ = f'{name}_protocol'
+    run.__doc__ = (f"`{fn.__name__}` on the FMNIST-Scenes of setting `scenes` (read back through torchvision's "
+                   f"{'VOC' if fmt == 'voc' else 'COCO'} loader); `train`/`test` (the classification splits) unused.")
+    return run
+
+DENSE_PROTOCOLS = dict(det=_dense('det', det_eval, 'voc'), inst=_dense('inst', inst_eval, 'coco'),
+                       seg=_dense('seg', seg_eval, 'voc'))
+PROTOCOLS = dict(knn=knn_eval, linear=linear_eval, mhead=mhead_eval, svm=svm_eval, lowshot=lowshot_eval, semi=semi_eval,
+                 **DENSE_PROTOCOLS)
 PROTOCOL_NAMES = tuple(PROTOCOLS)
 PIXEL_PROTOCOLS = ('knn', 'linear')
 

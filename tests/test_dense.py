@@ -1,0 +1,80 @@
+"""Dense transfer (issue 18): one step of each protocol on tiny VOC and COCO trees written by the test, the export's
+key mapping, and the refusals (a backbone that cannot take a head)."""
+import pickle
+import numpy as np, pytest, torch
+from torch import nn
+from ssl_learn.data import ImageData
+from ssl_learn.models import resnet18
+from ssl_learn.vit import vit_tiny
+from ssl_learn.scenes import make_scenes, export_voc, export_coco, read_voc, read_coco
+from ssl_learn.eval.seg import seg_eval, FCN, confusion, miou
+from ssl_learn.eval.det import det_eval, inst_eval, export_backbone, c4_faster_rcnn, voc_eval
+from ssl_learn.eval.protocols import PROTOCOLS, PROTOCOL_SETTINGS, check_settings
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    "8 train and 4 test scenes of 64 px from toy items, written as VOC and COCO trees and read back."
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(40, 1, 28, 28, dtype=torch.uint8); x[:, :, 5:23, 7:21] = torch.randint(80, 255, (40, 1, 18, 14), generator=g)
+    items = ImageData(x, torch.arange(40) % 10, name='toy')
+    root = tmp_path_factory.mktemp('dense')
+    for split, n, seed in (('train', 8, 0), ('test', 4, 1)):
+        sc = make_scenes(items, n, canvas=64, n_obj=(1, 3), scale=(0.75, 1.5), seed=seed)
+        export_voc(sc, root, split); export_coco(sc, root/'coco', split)
+    return dict(voc=(read_voc(root, 'train'), read_voc(root, 'test')),
+                coco=(read_coco(root/'coco', 'train'), read_coco(root/'coco', 'test')))
+
+BB = dict(in_chans=1, width=8, stem='small')
+ONE = dict(epochs=1, bs=4, lr=0.01, seeds=(0,))
+
+def test_seg_one_step(tiny):
+    rows = seg_eval(resnet18(**BB), *tiny['voc'], **ONE)
+    assert rows[0]['metric'] == 'mIoU' and 0 <= rows[0]['value'] <= 100
+
+def test_det_one_step(tiny):
+    rows = det_eval(resnet18(**BB), *tiny['voc'], proposals=10, **ONE)
+    assert [r['metric'] for r in rows] == ['AP50 (VOC07)', 'AP', 'AP75'] and all(0 <= r['value'] <= 100 for r in rows)
+
+def test_inst_one_step(tiny):
+    rows = inst_eval(resnet18(**BB), *tiny['coco'], proposals=10, channels=16, fc=32, mask_channels=16, **ONE)
+    assert {r['metric'] for r in rows} >= {'mask AP', 'box AP50'}
+
+def test_backbone_is_not_changed_by_fine_tuning(tiny):
+    bb = resnet18(**BB); before = {k: v.clone() for k, v in bb.state_dict().items()}
+    seg_eval(bb, *tiny['voc'], **ONE)
+    assert all(torch.equal(before[k], v) for k, v in bb.state_dict().items())
+
+@pytest.mark.parametrize('fn', [seg_eval, det_eval, inst_eval])
+def test_a_backbone_without_stages_is_refused(tiny, fn):
+    class Pooled(nn.Module):
+        config = dict(in_chans=1)
+        def forward(self, x): return x.flatten(1)
+    with pytest.raises(ValueError, match='cannot take a'): fn(Pooled(), *tiny['voc'], **ONE)
+    with pytest.raises(ValueError, match='n/a for ViT'): fn(vit_tiny(img_size=28), *tiny['voc'], **ONE)
+
+def test_protocol_settings_are_valid():
+    for tier in ('test', 'cpu', 'cpu_bench', 'gpu'):
+        for p in ('det', 'inst', 'seg'): check_settings(p, PROTOCOL_SETTINGS[tier][p])
+    with pytest.raises(ValueError, match='epochs'): check_settings('det', dict(epochs=0))
+
+def test_three_channel_backbone_refused_on_grey_scenes():
+    with pytest.raises(ValueError, match='grey'): PROTOCOLS['seg'](resnet18(in_chans=3, width=8), None, None, scenes='test')
+
+def test_export_detectron2_pickle_roundtrip(tmp_path):
+    bb = resnet18(**BB)
+    export_backbone(bb, tmp_path/'d2.pkl', fmt='detectron2')
+    d = pickle.loads((tmp_path/'d2.pkl').read_bytes())
+    assert d['matching_heuristics'] and d['meta']['arch'] == bb.config
+    m = d['model']
+    assert np.array_equal(m['res3.0.shortcut.norm.running_mean'], bb.layer2[0].downsample[1].running_mean.numpy())
+    assert np.array_equal(m['res4.1.conv2.weight'], bb.layer3[1].conv2.weight.detach().numpy())
+    assert np.array_equal(m['stem.conv1.norm.bias'], bb.bn1.bias.detach().numpy())
+    with pytest.raises(ValueError, match='fmt'): export_backbone(bb, fmt='keras')
+
+def test_metrics_fail_when_wrong():
+    "The metrics can fail: a shifted prediction loses IoU and AP."
+    t = torch.zeros(2, 8, 8, dtype=torch.long); t[:, 2:6, 2:6] = 1
+    assert miou(confusion(t, t, 2)) == 1 and miou(confusion(t.roll(2, -1), t, 2)) < 0.7
+    T = [dict(boxes=torch.tensor([[0., 0, 10, 10]]), labels=torch.tensor([1]), difficult=torch.tensor([False]))]
+    P = lambda b: [dict(boxes=torch.tensor([b]), labels=torch.tensor([1]), scores=torch.tensor([1.]))]
+    assert voc_eval(P([0., 0, 10, 10]), T, 1)[0] == 1 and voc_eval(P([6., 6, 16, 16]), T, 1)[0] == 0
