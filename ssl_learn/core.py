@@ -55,7 +55,7 @@ class Tier:
         positive_number(self.wd, f"Tier {self.name!r}: wd", zero_ok=True)
 
 # %% ../nbs/00_core.ipynb #2c73875b
-ZOO_EPOCHS = 8
+ZOO_EPOCHS = 10
 TIERS = {
     'test': Tier('test', n_train=512, n_eval_train=512, n_eval_test=256, n_monitor=256, epochs=1, bs=64, width=16,
                  lr=0.05),

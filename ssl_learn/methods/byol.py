@@ -15,11 +15,15 @@ from ..losses import normalized_mse, embedding_std
 from ..momentum import momentum_copy, ema_update, cosine_momentum
 
 # %% auto #0
-__all__ = ['byol_views', 'BYOL', 'byol', 'collapse_run', 'plot_collapse']
+__all__ = ['SMALL_IMAGE_CROP', 'byol_views', 'BYOL', 'byol', 'collapse_run', 'plot_collapse']
 
 # %% ../../nbs/27_methods.byol.ipynb #14428c03
+SMALL_IMAGE_CROP = (0.35, 1.0)   # crop scale below 64 px: chosen on the validation split by 61_tier_study
+
 def byol_views(size:int, scale=None):
-    "BYOL's asymmetric pair of view pipelines: (always blurred, never solarised), (blurred p=0.1, solarised p=0.2)."
+    """BYOL's asymmetric pair of view pipelines: (always blurred, never solarised), (blurred p=0.1, solarised p=0.2).
+    Below 64 px the crops keep at least 35% of the image (`SMALL_IMAGE_CROP`) unless `scale` says otherwise."""
+    if scale is None and size < 64: scale = SMALL_IMAGE_CROP
     return view_preset('byol', size, scale=scale), view_preset('byol2', size, scale=scale)
 
 # %% ../../nbs/27_methods.byol.ipynb #daf24f53
