@@ -187,6 +187,7 @@ def compare(ref:dict, r0:dict, r1:dict) -> dict:
     ranks_agree = all(torch.equal(r0['state'][k], r1['state'][k]) for k in keys)
     g0a = [ref['grads'][0][n] for n in names]; g0b = [r0['grads'][0][n] for n in names]
     row = dict(max_dloss=max(abs(a - b) for a, b in zip(ref['loss'], r0['loss'])),
+               max_dloss_first=abs(ref['loss'][0] - r0['loss'][0]),
                max_dgrad=_maxdiff(ga, gb), max_dgrad_step1=_maxdiff(g0a, g0b), max_grad=max(float(g.abs().max()) for g in ga),
                max_dstate=_maxdiff(sa, sb), state_compared=len(keys),
                queue_bank=mem, max_dqueue_bank=_maxdiff([ref['state'][k] for k in mem], [r0['state'][k] for k in mem]),
@@ -232,7 +233,7 @@ def _fmt(r):
 
 def main(argv=None):
     from ssl_learn.core import atomic_save, provenance
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog='python -m experiments.ddp_equality', description=__doc__.split('\n')[0])
     p.add_argument('--methods', default='all'); p.add_argument('--steps', type=int, default=3)
     p.add_argument('--out', default='results/distributed/equality_cpu.json')
     a = p.parse_args(argv)

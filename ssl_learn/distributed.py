@@ -13,15 +13,20 @@ from fastai.callback.core import Callback
 from .batchnorm import grouped
 
 # %% auto #0
-__all__ = ['is_distributed', 'get_world_size', 'get_rank', 'is_main', 'local_only', 'rank_device', 'init_distributed', 'barrier',
-           'unwrap', 'gather_with_grad', 'gather', 'gather_rows', 'all_reduce', 'broadcast_module_', 'rank_slice',
-           'shard_range', 'sharded_map', 'set_shared_seed', 'shared_generator', 'shared_randperm', 'shared_randint',
-           'shared_rand', 'seed_streams', 'per_rank_groups', 'shuffle_bn', 'wrap_ddp', 'DistributedSSL']
+__all__ = ['in_process_group', 'is_distributed', 'get_world_size', 'get_rank', 'is_main', 'local_only', 'rank_device',
+           'init_distributed', 'barrier', 'unwrap', 'gather_with_grad', 'gather', 'gather_rows', 'all_reduce',
+           'broadcast_module_', 'rank_slice', 'shard_range', 'sharded_map', 'set_shared_seed', 'shared_generator',
+           'shared_randperm', 'shared_randint', 'shared_rand', 'seed_streams', 'per_rank_groups', 'shuffle_bn',
+           'wrap_ddp', 'DistributedSSL']
 
 # %% ../nbs/13_distributed.ipynb #c46408d8
 _STATE = dict(local=False, shared=None)
 
 def _initialized() -> bool: return dist.is_available() and dist.is_initialized()
+
+def in_process_group() -> bool:
+    "True once a process group exists, of any size (one rank included): training goes through `DistributedSSL`."
+    return _initialized()
 
 def is_distributed() -> bool:
     "True inside a process group of more than one rank (and outside a `local_only` block): the collectives act."

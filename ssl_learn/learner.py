@@ -24,7 +24,7 @@ from .data import ImageData, ssl_dls, prepare_data, check_labeled
 from .models import save_backbone, make_backbone
 from .features import extract_features, knn_accuracy
 from .method import SSLModel, MethodCallback, get_method, method_tier
-from .distributed import (unwrap, is_main, is_distributed, get_world_size, init_distributed, barrier,
+from .distributed import (unwrap, is_main, in_process_group, get_world_size, init_distributed, barrier,
                                    rank_device, DistributedSSL)
 
 # %% auto #0
@@ -228,10 +228,10 @@ def ssl_learner(train:ImageData, method:str='rotation', tier:str|Tier='cpu', val
                 monitor:tuple|None=None, path=None, device=None, lr:float|None=None, method_kw:dict|None=None,
                 distributed:bool|None=None, seed:int=0, **tier_kw) -> Learner:
     """A fastai `Learner` pre-training `method` on `train` (labels unused) at `tier` (a name, or a `Tier` used as given);
-    `distributed` (default: inside a process group of ≥ 2 ranks) adds `DistributedSSL`, the tier's batch being global."""
+    `distributed` (default: inside a process group) adds `DistributedSSL`, the tier's batch being global."""
     if lr is not None: lr = positive_number(lr, 'lr')
     if not isinstance(tier, Tier) or tier_kw: tier = method_tier(method, tier, **tier_kw)
-    distributed = is_distributed() if distributed is None else distributed
+    distributed = in_process_group() if distributed is None else distributed
     device = default_device(device if device is not None or not distributed else rank_device())
     if len(train) < tier.bs:
         raise ValueError(f"{len(train)} training images is fewer than one batch of {tier.bs}; lower bs")
@@ -319,7 +319,7 @@ def train(method:str='rotation', data:str|tuple='fmnist', tier:str|Tier='cpu', o
         if created: torch.distributed.destroy_process_group()
 
 def _train(method, data, tier, out, resume, seed, device, monitor, lr, method_kw, on_error) -> dict:
-    distributed = is_distributed()
+    distributed = in_process_group()
     device = default_device(device if device is not None or not distributed else rank_device())
     say = print if is_main() else (lambda *a, **k: None)
     out = writable_dir(out)
