@@ -18,6 +18,7 @@ from .data import DATASETS, prepare_data
 from .models import load_backbone, make_backbone
 from .learner import train, plot_history
 from .method import method_tier
+from .distributed import is_main
 from .eval.protocols import evaluate, format_table, PROTOCOL_NAMES, BASELINES
 from .bench.run import bench, BENCH_TIER
 from .bench.report import render
@@ -159,7 +160,8 @@ def main(argv=None):
         elif a.cmd == 'train':
             s = train(a.method, a.data, a.tier, a.out, epochs=a.epochs, resume=not a.no_resume, seed=a.seed, lr=a.lr,
                       monitor=not a.no_monitor, bs=a.bs, arch=a.arch, size=a.size, on_error=_on_error(a))
-            print(f"backbone: {s['backbone']}  log: {Path(a.out)/'log.json'}  summary: {Path(a.out)/'train.json'}")
+            if is_main():   # under torchrun, rank 0 alone
+                print(f"backbone: {s['backbone']}  log: {Path(a.out)/'log.json'}  summary: {Path(a.out)/'train.json'}")
         elif a.cmd == 'eval':
             out = Path(a.out) if a.out else (Path(a.ckpt).with_name(Path(a.ckpt).stem + '_eval.json')
                                              if a.ckpt not in BASELINES else Path(f'eval_{a.ckpt}.json'))
@@ -189,3 +191,6 @@ def main(argv=None):
     except OSError as err:
         print(f"ssl_learn {a.cmd}: error: {os_error_message(err)}", file=sys.stderr)
         sys.exit(2 if isinstance(err, (FileNotFoundError, NotADirectoryError, IsADirectoryError)) else 1)
+
+# %% ../nbs/90_cli.ipynb #e5d4dbba
+if __name__ == '__main__': main()   # `python -m ssl_learn.cli ...`, as torchrun starts it

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import numpy as np, torch, torch.nn.functional as F
 from fastai.metrics import Metric
+from .distributed import unwrap
 
 # %% auto #0
 __all__ = ['fit_pca', 'preprocess_features', 'check_k', 'auto_k', 'kmeans_pp_init', 'kmeans', 'cluster_stats',
@@ -138,7 +139,7 @@ class ClusterNMI(Metric):
     def name(self): return 'nmi'
     @property
     def value(self):
-        lab = None if self.learn is None else getattr(self.learn.model, 'pseudo_labels', None)
+        lab = None if self.learn is None else getattr(unwrap(self.learn.model), 'pseudo_labels', None)
         return None if lab is None else round(nmi(lab, self.y), 4)
 
 class ValueOf(Metric):
@@ -150,7 +151,7 @@ class ValueOf(Metric):
     def name(self): return self._name
     @property
     def value(self):
-        v = None if self.learn is None else getattr(self.learn.model, self.attr, None)
+        v = None if self.learn is None else getattr(unwrap(self.learn.model), self.attr, None)
         return None if v is None else float(v)
 
 # %% ../nbs/10_cluster.ipynb #25e61d56

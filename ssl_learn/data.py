@@ -511,6 +511,9 @@ class TensorDL(DataLoader):
         if drop_last and len(x) < bs:
             raise ValueError(f"TensorDL: {len(x)} samples < batch size {bs} with drop_last: no batch at all")
         self.x, self.y, self.sampler = x, y, sampler
+        # data-parallel training (`ssl_learn.distributed`): `shard` = (rank, world) keeps this rank's slice of each
+        # (global) batch; `perm_generator`, the same on every rank, draws the shuffled order
+        self.shard, self.perm_generator = None, None
         super().__init__(_Len(len(x)), bs=bs, shuffle=shuffle, drop_last=drop_last, device=device, **kw)
 
     def __iter__(self):
@@ -520,9 +523,11 @@ class TensorDL(DataLoader):
             idx = torch.as_tensor(self.sampler(n), dtype=torch.long)
             if idx.shape != (n,) or (n and (idx.min() < 0 or idx.max() >= n)):
                 raise ValueError(f"TensorDL: sampler must return {n} indices in [0, {n}), got shape {tuple(idx.shape)}")
-        else: idx = torch.randperm(n) if self.shuffle else torch.arange(n)
+        else: idx = torch.randperm(n, generator=self.perm_generator) if self.shuffle else torch.arange(n)
         for i in range(len(self)):
             b = idx[i*self.bs:(i+1)*self.bs]
+            if self.shard is not None:                   # this rank's rows of the global batch
+                r, w = self.shard; m = len(b) // w; b = b[r*m:(r+1)*m]
             yield to_device((self.x[b], b if self.y is None else self.y[b]), self.device)
 
     def new(self, x=None, y=None, **kw):

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from fastcore.foundation import L
 from fastai.learner import Learner, Recorder
+from fastai.callback.progress import ProgressCallback
 from fastai.callback.core import Callback
 from fastai.metrics import Metric
 from fastai.optimizer import SGD
@@ -23,6 +24,8 @@ from .data import ImageData, ssl_dls, prepare_data, check_labeled
 from .models import save_backbone, make_backbone
 from .features import extract_features, knn_accuracy
 from .method import SSLModel, MethodCallback, get_method, method_tier
+from .distributed import (unwrap, is_main, in_process_group, get_world_size, init_distributed, barrier,
+                                   rank_device, DistributedSSL)
 
 # %% auto #0
 __all__ = ['KNNMonitor', 'Throughput', 'Checkpoint', 'TrainingDiverged', 'config_changes', 'check_config', 'load_checkpoint',
@@ -47,18 +50,18 @@ class KNNMonitor(Metric):
         return knn_accuracy(fb, self.bank.y, fq, self.query.y, ks=(self.k,), T=self.T)[self.k]
     @property
     def value(self):
-        if self.learn is None: return None
-        return self.score(self.learn.model.backbone, self.learn.dls.device)
+        if self.learn is None or not is_main(): return None   # rank 0 alone runs the monitor
+        return self.score(unwrap(self.learn.model).backbone, self.learn.dls.device)
 
 # %% ../nbs/12_learner.ipynb #98a68645
 class Throughput(Callback):
-    "Per training epoch: seconds, source images/s, views/s and peak memory, in `self.stats`."
+    "Per training epoch: seconds, source images/s, views/s (all ranks) and peak memory (this rank's), in `self.stats`."
     order = MethodCallback.order - 1   # before the method replaces the raw batch with its views
     def before_train(self): self.n_images, self.n_views, self.t0 = 0, 0, time.time()
     def before_batch(self):
-        if self.training: self.n_images += len(self.xb[0])
+        if self.training: self.n_images += len(self.xb[0]) * get_world_size()   # each rank holds 1/world of the batch
     def after_pred(self):
-        if self.training: self.n_views += sum(len(t) for t in self.xb if t.ndim == 4)
+        if self.training: self.n_views += sum(len(t) for t in self.xb if t.ndim == 4) * get_world_size()
     def after_train(self):
         dt = max(time.time() - self.t0, 1e-9)
         self.stats = dict(seconds_train=round(dt, 2), images_per_s=round(self.n_images / dt, 1),
@@ -100,7 +103,7 @@ class Checkpoint(Callback):
     def before_epoch(self): self.t_epoch = time.time()
     def after_epoch(self):
         if self.epoch < self.start_epoch: return   # an epoch skipped on resume
-        bad = _nonfinite(self.model)
+        bad = _nonfinite(unwrap(self.model))
         if bad:
             raise TrainingDiverged(f"training diverged: non-finite weights after epoch {self.epoch + 1} "
                                    f"({_names(bad)}); {_kept(self)}. Lower the learning rate (--lr) and start over "
@@ -109,7 +112,8 @@ class Checkpoint(Callback):
         log = {n: (round(float(v), 4) if v is not None else None) for n, v in zip(names, self.recorder.log[1:])}
         self.history.append(dict(epoch=self.epoch, **log, **self.learn.throughput.stats,
                                  seconds_epoch=round(time.time() - self.t_epoch, 2)))   # monitor and saving included
-        state = dict(model=self.model.state_dict(), opt=_plain(self.opt.state_dict()), epoch=self.epoch + 1,
+        if not is_main(): return                   # rank 0 alone writes (every rank holds the same state)
+        state = dict(model=unwrap(self.model).state_dict(), opt=_plain(self.opt.state_dict()), epoch=self.epoch + 1,
                      n_epoch=self.n_epoch,
                      rng=_rng_state(), history=_plain(self.history), losses=[float(l) for l in self.recorder.losses],
                      meta=self.meta,
@@ -183,7 +187,7 @@ def load_checkpoint(learn:Learner, path, config:dict|None=None) -> int:
     for k in ('model', 'opt', 'epoch', 'rng'):
         if k not in st: raise ValueError(f"{path}: not a training checkpoint (no {k!r} entry)")
     if config is not None: check_config(st, config, path)
-    try: learn.model.load_state_dict(st['model'])
+    try: unwrap(learn.model).load_state_dict(st['model'])
     except RuntimeError as e:
         raise ValueError(f"{path}: its weights do not fit this learner's model (another method or backbone?): "
                          f"{str(e).splitlines()[0]}") from e
@@ -194,7 +198,7 @@ def load_checkpoint(learn:Learner, path, config:dict|None=None) -> int:
         if isinstance(cb, Checkpoint):
             cb.start_epoch, cb.history = st['epoch'], list(st.get('history', []))
             cb.resume_recorder = dict(losses=st.get('losses', []), **st.get('smooth_loss', dict(count=0, val=0.)))
-            if cb.path.resolve() == path.parent.resolve(): cb.write_log(st.get('losses', []))   # from the truth
+            if cb.path.resolve() == path.parent.resolve() and is_main(): cb.write_log(st.get('losses', []))
     return st['epoch']
 
 # %% ../nbs/12_learner.ipynb #d80421a1
@@ -217,19 +221,26 @@ class DivergenceGuard(Callback):
         self._stop(f"the training loss became {float(self.loss)}",
                    f", batch {self.iter + 1}/{self.n_iter}" + (f" (lr {lr:.3g})" if lr is not None else ''))
     def after_train(self):
-        bad = _nonfinite(self.model)
+        bad = _nonfinite(unwrap(self.model))
         if bad: self._stop(f"the weights became non-finite ({_names(bad)})", '')
 
 # %% ../nbs/12_learner.ipynb #046180b0
+def _quiet(*args, **kw): pass
+
 def ssl_learner(train:ImageData, method:str='rotation', tier:str|Tier='cpu', valid:ImageData|None=None,
                 monitor:tuple|None=None, path=None, device=None, lr:float|None=None, method_kw:dict|None=None,
-                **tier_kw) -> Learner:
-    "A fastai `Learner` pre-training `method` on `train` (labels unused) at `tier` (a name, or a `Tier` used as given)."
+                distributed:bool|None=None, seed:int=0, **tier_kw) -> Learner:
+    """A fastai `Learner` pre-training `method` on `train` (labels unused) at `tier` (a name, or a `Tier` used as given);
+    `distributed` (default: inside a process group) adds `DistributedSSL`, the tier's batch being global."""
     if lr is not None: lr = positive_number(lr, 'lr')
     if not isinstance(tier, Tier) or tier_kw: tier = method_tier(method, tier, **tier_kw)
-    device = default_device(device)
+    distributed = in_process_group() if distributed is None else distributed
+    device = default_device(device if device is not None or not distributed else rank_device())
     if len(train) < tier.bs:
         raise ValueError(f"{len(train)} training images is fewer than one batch of {tier.bs}; lower bs")
+    if distributed and tier.bs % get_world_size():
+        raise ValueError(f"the global batch of {tier.bs} does not split over {get_world_size()} ranks: use a batch "
+                         f"size divisible by {get_world_size()} (--bs)")
     backbone = make_backbone(tier, train)
     model, cb = get_method(method)['builder'](backbone=backbone, size=train.shape[-1], tier=tier, data=train,
                                               **(method_kw or {}))
@@ -239,7 +250,8 @@ def ssl_learner(train:ImageData, method:str='rotation', tier:str|Tier='cpu', val
     dls = ssl_dls(train, valid, bs=tier.bs, device=device)
     metrics = model.make_metrics() + ([KNNMonitor(*monitor)] if monitor is not None else [])
     cbs = [cb, Throughput(), DivergenceGuard()] + (
-        [Checkpoint(path, meta=dict(method=method, tier=tier.name, arch=backbone.config))] if path else [])
+        [Checkpoint(path, meta=dict(method=method, tier=tier.name, arch=backbone.config))] if path else []) + (
+        [DistributedSSL(seed)] if distributed else [])
     od = model.opt_defaults   # a method's own optimizer/lr/wd (AdamW for a ViT), else SGD and the tier's
     learn = Learner(dls, model, loss_func=model.loss, opt_func=od.get('opt_func', partial(SGD, mom=0.9)),
                     lr=lr if lr is not None else od.get('lr', tier.lr),
@@ -247,6 +259,8 @@ def ssl_learner(train:ImageData, method:str='rotation', tier:str|Tier='cpu', val
                     metrics=metrics, cbs=cbs, path=path or '.', model_dir='.')
     learn.model.to(memory_format=torch.channels_last)
     if device.type == 'cuda': learn.to_fp16()
+    if distributed and not is_main():              # rank 0 alone shows the progress bar and the table
+        learn.remove_cb(ProgressCallback); learn.logger = _quiet
     return learn
 
 # %% ../nbs/12_learner.ipynb #47ea2b36
@@ -268,6 +282,9 @@ def _run_lock(out:Path):
         os.ftruncate(fd, 0); os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally: os.close(fd)   # closing releases the lock
+
+@contextmanager
+def _no_lock(): yield   # ranks other than 0: rank 0 holds the run's lock
 
 @contextmanager
 def _sigterm_interrupts():
@@ -293,17 +310,28 @@ def _data_hash(d:ImageData) -> str:
 def train(method:str='rotation', data:str|tuple='fmnist', tier:str|Tier='cpu', out='runs/run', epochs:int|None=None,
           resume:bool=True, seed:int=0, device=None, monitor:bool=True, lr:float|None=None, method_kw:dict|None=None,
           on_error:str='raise', **tier_kw) -> dict:
-    "Pre-train `method` on `data` at `tier`, checkpointing to `out` every epoch; returns a summary dict."
+    """Pre-train `method` on `data` at `tier`, checkpointing to `out` every epoch; returns a summary dict. Started by
+    torchrun (`WORLD_SIZE` ≥ 2), every rank runs this: the tier's batch is split between them (see
+    `ssl_learn.distributed`), rank 0 writes."""
     if lr is not None: positive_number(lr, 'lr')
     tier = method_tier(method, tier, epochs=epochs, **tier_kw)
-    device = default_device(device)
+    created = init_distributed()
+    try:
+        return _train(method, data, tier, out, resume, seed, device, monitor, lr, method_kw, on_error)
+    finally:
+        if created: torch.distributed.destroy_process_group()
+
+def _train(method, data, tier, out, resume, seed, device, monitor, lr, method_kw, on_error) -> dict:
+    distributed = in_process_group()
+    device = default_device(device if device is not None or not distributed else rank_device())
+    say = print if is_main() else (lambda *a, **k: None)
     out = writable_dir(out)
-    with _run_lock(out), _sigterm_interrupts():
+    with (_run_lock(out) if is_main() else _no_lock()), _sigterm_interrupts():
         set_seed(seed)
         pre, bank, query, _, _ = prepare_data(data, tier, seed, on_error=on_error)
         k = min(20, len(bank))
         learn = ssl_learner(pre, method, tier, valid=query, monitor=(bank, query, k) if monitor else None, path=out,
-                            device=device, lr=lr, method_kw=method_kw)
+                            device=device, lr=lr, method_kw=method_kw, distributed=distributed, seed=seed)
         config = _jsonable(dict(method=method, data=data if isinstance(data, str) else 'custom', n_pretrain=len(pre),
                                 data_hash=_data_hash(pre), tier=tier.name, arch=learn.model.backbone.config,
                                 size=tier.size, seed=seed, lr=learn.lr, wd=learn.wd, bs=tier.bs, epochs=tier.epochs,
@@ -312,18 +340,22 @@ def train(method:str='rotation', data:str|tuple='fmnist', tier:str|Tier='cpu', o
         start = 0
         if resume and (out/'last.pth').exists():
             start = load_checkpoint(learn, out/'last.pth', config=config)
-            print(f"Resuming from {out/'last.pth'} at epoch {start}/{tier.epochs}", flush=True)
+            say(f"Resuming from {out/'last.pth'} at epoch {start}/{tier.epochs}", flush=True)
             rim = torch.load(out/'last.pth', map_location='cpu', weights_only=True).get('meta', {}).get(
                 'random_init_monitor')
         else:   # the monitor's figure before any training: the floor of this run's learning curve
-            rim = round(KNNMonitor(bank, query, k).score(learn.model.backbone, device), 2) if monitor else None
+            rim = round(KNNMonitor(bank, query, k).score(unwrap(learn.model).backbone, device), 2) if monitor else None
         learn.checkpoint.meta['random_init_monitor'] = rim
         if start >= tier.epochs and (out/'train.json').exists():   # finished before: nothing to train or rewrite
             return json.loads((out/'train.json').read_text())
         t0 = time.time()
         if start < tier.epochs:
             learn.fit_one_cycle(tier.epochs, learn.lr, start_epoch=start)
-        bb = learn.model.backbone
+        barrier()                                  # every rank done, rank 0's last checkpoint written
+        if not is_main():                          # rank 0 writes the backbone and the summary; the others read it
+            barrier()
+            return json.loads((out/'train.json').read_text())
+        bb = unwrap(learn.model).backbone
         meta = dict(method=method, data=data if isinstance(data, str) else 'custom', tier=tier.name,
                     epochs=tier.epochs, n_pretrain=len(pre), **provenance())
         save_backbone(bb, out/'backbone.pth', **meta)
@@ -331,8 +363,10 @@ def train(method:str='rotation', data:str|tuple='fmnist', tier:str|Tier='cpu', o
         # the whole pre-training's cost: every epoch's wall time, those of earlier sittings included
         secs = round(sum(h.get('seconds_epoch', h.get('seconds_train', 0)) for h in hist), 1)
         summary = dict(meta, seconds=secs, seconds_this_call=round(time.time() - t0, 1), history=hist,
-                       random_init_monitor=rim, backbone=str(out/'backbone.pth'), config=config)
+                       random_init_monitor=rim, backbone=str(out/'backbone.pth'), config=config,
+                       world_size=get_world_size())
         atomic_save(summary, out/'train.json')
+        barrier()
         return summary
 
 # %% ../nbs/12_learner.ipynb #c081639a

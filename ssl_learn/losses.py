@@ -7,10 +7,12 @@ Docs: https://ssl-learn.github.io/ssl_learn/losses.html.md"""
 # %% ../nbs/06_losses.ipynb #759f6559
 from __future__ import annotations
 import torch, torch.nn.functional as F
+from .distributed import all_reduce, get_world_size
 
 # %% auto #0
 __all__ = ['NegLogSumExp', 'neg_logsumexp', 'info_nce', 'nt_xent', 'normalized_mse', 'neg_cosine', 'embedding_std', 'sinkhorn',
-           'swapped_prediction', 'example_similarities', 'temperature_frame', 'example_scores', 'sinkhorn_frame']
+           'weighted_cross_entropy', 'swapped_prediction', 'example_similarities', 'temperature_frame',
+           'example_scores', 'sinkhorn_frame']
 
 # %% ../nbs/06_losses.ipynb #276877d1
 class NegLogSumExp(torch.autograd.Function):
@@ -40,15 +42,18 @@ def neg_logsumexp(q:torch.Tensor, n:torch.Tensor) -> torch.Tensor:
 
 # %% ../nbs/06_losses.ipynb #1ff4a383
 def info_nce(q:torch.Tensor, k:torch.Tensor, negatives:torch.Tensor|None=None, T:float=0.2,
-             reduction:str='mean') -> torch.Tensor:
+             reduction:str='mean', pos_offset:int=0) -> torch.Tensor:
     """InfoNCE of queries `q` (N×D) against positive keys `k` (N×D) and `negatives` (K×D, or the batch's other keys if
-    None)."""
-    if q.ndim != 2 or q.shape != k.shape:
+    None). In-batch (`negatives=None`), `k` may hold more rows than `q` (keys gathered from every rank): query i's
+    positive is then row `pos_offset + i`."""
+    inbatch = negatives is None and k.ndim == 2 and q.ndim == 2 and q.shape[1] == k.shape[1]
+    if q.ndim != 2 or (q.shape != k.shape and not (inbatch and len(k) >= pos_offset + len(q) and pos_offset >= 0)):
         raise ValueError(f"info_nce: q and k must both be N×D, got {tuple(q.shape)} and {tuple(k.shape)}")
     if T <= 0: raise ValueError(f"info_nce: temperature T must be > 0, got {T}")
     q, k = F.normalize(q, dim=1) / T, F.normalize(k, dim=1)     # 1/T on the N×D queries, not on the N×K logits
     if negatives is None:
-        return F.cross_entropy((q @ k.t()).float(), torch.arange(len(q), device=q.device), reduction=reduction)
+        target = torch.arange(pos_offset, pos_offset + len(q), device=q.device)
+        return F.cross_entropy((q @ k.t()).float(), target, reduction=reduction)
     if negatives.ndim != 2 or negatives.shape[1] != q.shape[1]:
         raise ValueError(f"info_nce: negatives must be K×{q.shape[1]}, got {tuple(negatives.shape)}")
     # cross-entropy with the positive in column 0, written as logsumexp(pos, negatives) − pos: the N×K logits are
@@ -101,15 +106,23 @@ def sinkhorn(scores:torch.Tensor, eps:float=0.05, n_iters:int=3) -> torch.Tensor
     if eps <= 0: raise ValueError(f"sinkhorn: eps must be > 0, got {eps}")
     if n_iters < 1: raise ValueError(f"sinkhorn: n_iters must be ≥ 1, got {n_iters}")
     s = scores.float() / eps
-    Q = torch.exp(s - s.max()).t()                 # K×B; subtracting the max changes nothing after normalising
-    B, K = Q.shape[1], Q.shape[0]
-    Q /= Q.sum()
+    Q = torch.exp(s - all_reduce(s.max(), 'max')).t()   # K×B; subtracting the max changes nothing after normalising
+    # under DDP each rank holds its columns of the global K×(world·B) matrix: the sums over samples are all-reduced
+    B, K = Q.shape[1] * get_world_size(), Q.shape[0]
+    Q /= all_reduce(Q.sum())
     for _ in range(n_iters):
-        Q /= Q.sum(1, keepdim=True); Q /= K        # every prototype gets mass 1/K
-        Q /= Q.sum(0, keepdim=True); Q /= B        # every sample gets mass 1/B
+        Q /= all_reduce(Q.sum(1, keepdim=True)); Q /= K   # every prototype gets mass 1/K
+        Q /= Q.sum(0, keepdim=True); Q /= B               # every sample gets mass 1/B
     return (Q * B).t()
 
 # %% ../nbs/06_losses.ipynb #15addc02
+def weighted_cross_entropy(logits:torch.Tensor, y:torch.Tensor, weight:torch.Tensor|None=None) -> torch.Tensor:
+    """`F.cross_entropy(logits, y, weight)` (the class-weighted mean); under DDP the weights are summed over the global
+    batch, so that the mean over ranks of this loss, and of its gradients, is the 1-process one."""
+    if weight is None: return F.cross_entropy(logits, y)
+    s = F.cross_entropy(logits, y, weight=weight, reduction='sum')
+    return s * get_world_size() / all_reduce(weight[y].sum().detach().float())
+
 def swapped_prediction(scores:list, codes:list, T:float=0.1) -> torch.Tensor:
     """SwAV's loss: each code `codes[c]` (B×K) predicted from the scores of every other crop `scores[v]` (B×K), softmax
     at `T`."""

@@ -13,6 +13,7 @@ from fastai.callback.core import Callback
 from fastai.metrics import Metric
 from .core import Tier, TIERS, get_tier
 from .losses import embedding_std
+from .distributed import unwrap
 
 # %% auto #0
 __all__ = ['METHODS', 'SSLModel', 'MethodCallback', 'TwoViewCallback', 'EmbeddingStd', 'register_method', 'list_methods',
@@ -44,7 +45,7 @@ class MethodCallback(Callback):
         self.learn.yb = yb
     def after_step(self):
         "Per-step work that lives in the model (a momentum update of a key encoder): `model.on_step(progress)`."
-        self.learn.model.on_step(self.pct_train)
+        unwrap(self.learn.model).on_step(self.pct_train)   # under DDP, the wrapper hides on_step
 
 # %% ../nbs/11_method.ipynb #00c81637
 class TwoViewCallback(MethodCallback):

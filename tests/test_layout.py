@@ -6,8 +6,8 @@ import pytest
 PKG = Path(__file__).resolve().parents[1]/'ssl_learn'
 # each module's layer: a module may import only modules of a lower or equal layer (equal: within its package)
 LAYERS = {'compat': 0, 'core': 1, 'data': 2, 'augment': 2, 'explore': 2, 'scenes': 2, 'vit': 3, 'models': 4,
-          'features': 5, 'losses': 5, 'momentum': 5,
-          'batchnorm': 5, 'memory': 5, 'cluster': 6, 'method': 7, 'methods': 8, 'learner': 8, 'eval': 9, 'bench': 10, 'cli': 11}
+          'features': 5, 'losses': 5, 'momentum': 5, 'batchnorm': 5, 'memory': 5, 'distributed': 5, 'cluster': 6,
+          'method': 7, 'methods': 8, 'learner': 8, 'eval': 9, 'bench': 10, 'cli': 11}
 
 def modules():
     for p in sorted(PKG.rglob('*.py')):

@@ -7,13 +7,15 @@ Docs: https://ssl-learn.github.io/ssl_learn/methods.deepcluster.html.md"""
 # %% ../../nbs/22_methods.deepcluster.ipynb #d36da0cf
 from __future__ import annotations
 import time
-import torch, torch.nn.functional as F
+import torch
 from torch import nn
 from fastai.metrics import accuracy
 from ..method import SSLModel, MethodCallback, register_method
 from ..augment import view_preset, to_float
 from ..models import LinearHead, ResNet
 from ..features import extract_features
+from ..losses import weighted_cross_entropy
+from ..distributed import unwrap, sharded_map, broadcast_module_
 from ..cluster import (preprocess_features, kmeans, auto_k, check_k, uniform_cluster_sampler, cluster_weights,
                                cluster_stats, ClusterNMI, ValueOf)
 
@@ -43,8 +45,7 @@ class DeepCluster(SSLModel):
     def make_metrics(self):
         nmi = [ClusterNMI(self.nmi_labels)] if self.nmi_labels is not None else []
         return [accuracy, *nmi, ValueOf('cluster_seconds', 'cluster_s')]
-    def loss(self, pred, y):
-        return F.cross_entropy(pred, y, weight=self.class_weight.float() if self.reweight else None)
+    def loss(self, pred, y): return weighted_cross_entropy(pred, y, self.class_weight.float() if self.reweight else None)
 
     @property
     def pseudo_labels(self):
@@ -58,7 +59,8 @@ class DeepCluster(SSLModel):
         if len(x) != len(self.labels):
             raise ValueError(f"DeepCluster.cluster: {len(x)} images, but the model was built for {len(self.labels)}")
         t0 = time.time()
-        f = extract_features(self.backbone, x, bs, device)
+        # under DDP each rank extracts a shard and all gather: every rank clusters the same features identically
+        f = sharded_map(lambda xs: extract_features(self.backbone, xs, bs, device), x)
         fp, pca = preprocess_features(f, self.pca_dim)
         r = kmeans(fp, self.k, self.niter, seed)
         dev = self.labels.device
@@ -66,6 +68,7 @@ class DeepCluster(SSLModel):
         if pca is not None: self.pca_mean.copy_(pca[0].to(dev)); self.pca_proj.copy_(pca[1].to(dev))
         self.class_weight.copy_(cluster_weights(self.labels, self.k))
         nn.init.normal_(self.head.weight, 0, 0.01); nn.init.zeros_(self.head.bias)      # the ids changed: a fresh head
+        broadcast_module_(self.head)                                                   # drawn per rank: rank 0's
         self.cluster_seconds.fill_(time.time() - t0)
         return dict(cluster_stats(r['labels'], self.k), inertia=r['inertia'], seconds=time.time() - t0)
 
@@ -91,7 +94,7 @@ class DeepClusterCallback(MethodCallback):
     def _set_head_mom(self):
         if self.head_mom is not None and self.learn.opt is not None: self.learn.opt.hypers[0]['mom'] = self.head_mom
     def before_train(self):
-        m, dl = self.learn.model, self.dls.train
+        m, dl = unwrap(self.learn.model), self.dls.train
         self.stats = m.cluster(dl.x, seed=self.seed * 1000 + self.epoch, bs=self.extract_bs, device=self.dls.device)
         # no momentum carried into the new head; fastai's flags (`do_wd=False` on the bias) stay
         if self.learn.opt is not None:
@@ -103,7 +106,7 @@ class DeepClusterCallback(MethodCallback):
             dl.sampler = lambda n: uniform_cluster_sampler(labels, n, g)
     def before_step(self): self._set_head_mom()       # after the one-cycle scheduler has set every group's momentum
     def make_views(self, x, idx, training:bool=True):
-        m = self.learn.model
+        m = unwrap(self.learn.model)
         if training: return (self.views(x),), (m.labels[idx],)
         return (to_float(x),), (m.assign(x),)        # held-out images: their nearest centroid
 

@@ -15,6 +15,7 @@ from ..losses import info_nce
 from ..memory import Queue
 from ..momentum import momentum_copy, ema_update
 from ..batchnorm import grouped
+from ..distributed import gather, shuffle_bn, per_rank_groups
 
 # %% auto #0
 __all__ = ['dense_match', 'DenseCL', 'densecl', 'plot_matches']
@@ -33,6 +34,7 @@ def dense_match(fq:torch.Tensor, fk:torch.Tensor) -> torch.Tensor:
 class DenseCL(SSLModel):
     """MoCo v2 with a dense branch: global + dense heads, EMA key encoder, two queues, loss (1−λ)·global + λ·dense
     InfoNCE."""
+    sync_bn = False   # under DDP on CUDA: per-device BN, which shuffle-BN needs
     def __init__(self, backbone:nn.Module, dim:int=128, hidden:int|None=None, queue_size:int=4096, momentum:float=0.99,
                  T:float=0.2, lam:float=0.5, dense_stage:int=3, bn_groups:int=4):
         super().__init__()
@@ -72,13 +74,12 @@ class DenseCL(SSLModel):
     def forward(self, x1, x2):
         """(q, q_grid, q_b, q2), (k, k_grid, k_b, k2): global N×dim, dense N×dim×S (unit per location), backbone N×C×S,
         pooled dense N×dim."""
-        g = max(1, min(self.bn_groups, len(x1) // 2)) if self.training else 1
+        g = max(1, min(per_rank_groups(self.bn_groups), len(x1) // 2)) if self.training else 1
         c = self.backbone.stage_dims[self.dense_stage]
         q = grouped(self.encode, x1, g)
         s = (q.shape[1] - self.dim) // (self.dim + c)
-        with torch.no_grad():
-            perm = torch.randperm(len(x2), device=x2.device) if g > 1 else None
-            k = grouped(lambda t: self.encode(t, key=True), x2, g, perm)
+        with torch.no_grad():   # shuffle-BN: in one process over BN groups, under DDP across the ranks
+            k = shuffle_bn(lambda t: self.encode(t, key=True), x2, g, shuffle=self.training)
         return self._split(q, c, s), self._split(k, c, s)
 
     def loss_terms(self, pred) -> tuple:
@@ -96,7 +97,7 @@ class DenseCL(SSLModel):
         lg, ld = self.loss_terms(pred)
         if self.training:
             k, k2 = pred[1][0], pred[1][3]
-            self.queue.push(k); self.queue2.push(k2)
+            self.queue.push(gather(k)); self.queue2.push(gather(k2))   # every rank's keys, in rank order
         return (1 - self.lam) * lg + self.lam * ld
 
     @torch.no_grad()

@@ -13,6 +13,7 @@ from fastai.optimizer import Adam
 from ..method import SSLModel, MethodCallback, register_method
 from ..augment import view_preset, to_float
 from ..vit import ViT, Block, sincos_2d, init_vit_weights
+from ..distributed import get_world_size, rank_slice, shared_rand
 
 # %% auto #0
 __all__ = ['random_masking', 'unshuffle', 'patchify', 'unpatchify', 'MAEDecoder', 'mae_loss', 'mae_decoder_size', 'MAE',
@@ -119,8 +120,10 @@ class MAE(SSLModel):
 
     def forward(self, x, mask_ratio:float|None=None):
         bb = self.backbone
-        vis, mask, ids_restore = random_masking(bb.patch_tokens(x),
-                                                self.mask_ratio if mask_ratio is None else mask_ratio)
+        t = bb.patch_tokens(x)
+        # the masking noise of the global batch, from the shared stream; under DDP each rank takes its rows
+        noise = rank_slice(shared_rand((len(t) * get_world_size(), t.shape[1]), t.device))
+        vis, mask, ids_restore = random_masking(t, self.mask_ratio if mask_ratio is None else mask_ratio, noise)
         pred = self.decoder(bb.encode(vis), ids_restore)
         return pred, patchify(bb.normalize(x), bb.patch_size), mask
 

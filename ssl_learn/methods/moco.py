@@ -15,6 +15,7 @@ from ..losses import info_nce
 from ..memory import Queue
 from ..momentum import momentum_copy, ema_update
 from ..batchnorm import grouped
+from ..distributed import gather, shuffle_bn, per_rank_groups
 
 # %% auto #0
 __all__ = ['MoCo', 'moco_v1', 'moco_v2']
@@ -22,6 +23,7 @@ __all__ = ['MoCo', 'moco_v1', 'moco_v2']
 # %% ../../nbs/25_methods.moco.ipynb #094743ae
 class MoCo(SSLModel):
     "MoCo v1/v2: query encoder (backbone + linear or MLP neck), EMA key encoder, FIFO queue of keys, InfoNCE."
+    sync_bn = False   # under DDP on CUDA: per-device BN, which shuffle-BN needs
     def __init__(self, backbone:nn.Module, dim:int=128, queue_size:int=4096, momentum:float=0.999, T:float=0.2,
                  mlp:bool=True, hidden:int|None=None, bn_groups:int=4):
         super().__init__()
@@ -35,20 +37,21 @@ class MoCo(SSLModel):
         self.queue = Queue(queue_size, dim)
         self.momentum, self.T, self.bn_groups = momentum, T, bn_groups
 
-    def _groups(self, n): return max(1, min(self.bn_groups, n // 2)) if self.training else 1
+    def _groups(self, n):
+        "BN groups of this rank's batch: `bn_groups` counts those of the global batch (see `ssl_learn.distributed`)."
+        return max(1, min(per_rank_groups(self.bn_groups), n // 2)) if self.training else 1
 
     def forward(self, x1:torch.Tensor, x2:torch.Tensor):
         g = self._groups(len(x1))
         q = grouped(lambda c: self.head(self.backbone(c)), x1, g)
-        with torch.no_grad():
-            perm = torch.randperm(len(x2), device=x2.device) if g > 1 else None
-            k = grouped(lambda c: self.head_k(self.backbone_k(c)), x2, g, perm)
+        with torch.no_grad():   # shuffle-BN: in one process over BN groups, under DDP across the ranks
+            k = shuffle_bn(lambda c: self.head_k(self.backbone_k(c)), x2, g, shuffle=self.training)
         return F.normalize(q.float(), dim=1), F.normalize(k.float(), dim=1)
 
     def loss(self, pred:tuple, idx=None) -> torch.Tensor:
         q, k = pred
         loss = info_nce(q, k, self.queue(), self.T)
-        if self.training: self.queue.push(k)
+        if self.training: self.queue.push(gather(k))   # every rank's keys, in rank order
         return loss
 
     @torch.no_grad()

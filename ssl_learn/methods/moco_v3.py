@@ -16,14 +16,17 @@ from ..vit import ViT
 from ..losses import info_nce
 from ..momentum import momentum_copy, ema_update, cosine_momentum
 from ..augment import view_preset
+from ..distributed import gather, get_rank
 
 # %% auto #0
 __all__ = ['moco_v3_loss', 'MoCoV3', 'moco_v3', 'grad_norm_run']
 
 # %% ../../nbs/33_methods.moco_v3.ipynb #789c5638
-def moco_v3_loss(q1:torch.Tensor, q2:torch.Tensor, k1:torch.Tensor, k2:torch.Tensor, T:float=0.2) -> torch.Tensor:
-    "MoCo v3's symmetric loss: 2T·InfoNCE(q1, k2) + 2T·InfoNCE(q2, k1), negatives = the batch's other keys."
-    return 2 * T * (info_nce(q1, k2, None, T) + info_nce(q2, k1, None, T))
+def moco_v3_loss(q1:torch.Tensor, q2:torch.Tensor, k1:torch.Tensor, k2:torch.Tensor, T:float=0.2,
+                 pos_offset:int=0) -> torch.Tensor:
+    """MoCo v3's symmetric loss: 2T·InfoNCE(q1, k2) + 2T·InfoNCE(q2, k1), negatives = the batch's other keys (under DDP
+    the keys of every rank, query i's positive at row `pos_offset + i`)."""
+    return 2 * T * (info_nce(q1, k2, None, T, pos_offset=pos_offset) + info_nce(q2, k1, None, T, pos_offset=pos_offset))
 
 class MoCoV3(SSLModel):
     "Online backbone+projector+predictor, momentum backbone+projector; symmetric in-batch InfoNCE; no queue."
@@ -58,7 +61,8 @@ class MoCoV3(SSLModel):
 
     def loss(self, pred, *yb):
         "The symmetric contrastive loss of `forward`'s (q1, q2, k1, k2)."
-        return moco_v3_loss(*pred, T=self.T)
+        q1, q2, k1, k2 = pred   # under DDP: this rank's queries against every rank's keys
+        return moco_v3_loss(q1, q2, gather(k1), gather(k2), T=self.T, pos_offset=get_rank() * len(q1))
 
     @torch.no_grad()
     def on_step(self, progress:float):

@@ -12,6 +12,7 @@ from ..method import SSLModel, MethodCallback, register_method
 from ..augment import view_preset
 from ..losses import info_nce
 from ..memory import MemoryBank
+from ..distributed import unwrap, gather, shared_randint
 from fastai.callback.core import Callback
 
 # %% auto #0
@@ -45,14 +46,17 @@ class NPID(SSLModel):
 
     def negatives(self, idx:torch.Tensor|None) -> torch.Tensor:
         "Indices of `n_neg` bank entries drawn uniformly, redrawn where they hit `idx` (when `ensure_neg`)."
-        neg = self.bank.sample(1, self.n_neg)[0]
+        # from the shared stream against the global batch: under DDP every rank draws the same negatives
+        dev = self.bank.bank.device
+        neg = shared_randint(len(self.bank), (self.n_neg,), dev)
         if self.ensure_neg and idx is not None:
+            idx = gather(idx)
             if len(idx.unique()) >= len(self.bank):
                 raise ValueError("NPID: the batch covers the whole bank; no negatives left")
             for _ in range(100):
                 bad = torch.isin(neg, idx)
                 if not bad.any(): break
-                neg[bad] = self.bank.sample(1, int(bad.sum()))[0]
+                neg[bad] = shared_randint(len(self.bank), (int(bad.sum()),), dev)
         return neg
 
     def loss(self, pred:tuple, idx:torch.Tensor|None=None) -> torch.Tensor:
@@ -63,7 +67,7 @@ class NPID(SSLModel):
         else: pos = self.bank(idx)
         negs = self.bank.bank[self.negatives(idx)]
         loss = info_nce(f, pos, negs, self.T)
-        if self.training and idx is not None: self.bank.update(idx, f)
+        if self.training and idx is not None: self.bank.update(gather(idx), gather(f))   # every rank's rows
         return loss
 
     @torch.no_grad()
@@ -83,7 +87,7 @@ class NPIDCallback(MethodCallback):
     "NPID views: one view and the image indices while training; two views (no indices) in validation."
     def __init__(self, views, init_bank:bool=True): self.views, self.init_bank = views, init_bank
     def before_fit(self):
-        m = self.learn.model
+        m = unwrap(self.learn.model)
         if self.init_bank and not bool(m.bank_ready):
             was = m.training; m.train(); m.fill_bank(self.dls.train.x); m.train(was)
     def make_views(self, x, idx, training:bool=True):
@@ -105,7 +109,7 @@ class BankNeighbours(Callback):
     "Record, after each epoch, the indices of the `k` nearest bank entries (cosine, self excluded) of images `query`."
     def __init__(self, query:torch.Tensor, k:int=5): self.query, self.k, self.snapshots = query, k, []
     def after_epoch(self):
-        self.snapshots.append(bank_neighbours(self.learn.model.bank.bank, self.query, self.k).cpu())
+        self.snapshots.append(bank_neighbours(unwrap(self.learn.model).bank.bank, self.query, self.k).cpu())
 
 def bank_neighbours(bank:torch.Tensor, query:torch.Tensor, k:int=5) -> torch.Tensor:
     "len(query)×k indices of the nearest rows of `bank` (cosine) to rows `query` of it, excluding themselves."

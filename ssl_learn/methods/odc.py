@@ -15,6 +15,8 @@ from ..memory import MemoryBank
 from ..features import extract_features
 from ..cluster import kmeans, auto_k, check_k, cluster_weights, cluster_stats, ClusterNMI, ValueOf
 from ..models import LinearHead
+from ..losses import weighted_cross_entropy
+from ..distributed import unwrap, gather, shared_randint
 
 # %% auto #0
 __all__ = ['ODCMemory', 'ODC', 'ODCCallback', 'odc']
@@ -131,8 +133,7 @@ class ODC(SSLModel):
         f = self.embed(x)
         self._batch = (idx, f.detach()) if idx is not None else None
         return self.head(f)
-    def loss(self, pred, y):
-        return F.cross_entropy(pred, y, weight=self.class_weight.float() if self.reweight else None)
+    def loss(self, pred, y): return weighted_cross_entropy(pred, y, self.class_weight.float() if self.reweight else None)
 
     @property
     def pseudo_labels(self): return self.memory.labels if bool(self.initialized) else None
@@ -156,7 +157,8 @@ class ODC(SSLModel):
         weights."""
         if self._batch is None: return
         idx, f = self._batch; self._batch = None
-        self.memory.update(idx, f.float())
+        idx, f = gather(idx), gather(f.float())           # under DDP: every rank's rows, in rank order
+        self.memory.update(idx, f)
         self.change_ratio.fill_(self.memory.relabel(idx))
         self.n_steps += 1
         if int(self.n_steps) % self.centroid_interval == 0: self.memory.update_centroids()
@@ -174,13 +176,13 @@ class ODCCallback(MethodCallback):
     def __init__(self, views, replace:bool=True, seed:int=0, extract_bs:int=512):
         super().__init__(views); self.replace, self.seed, self.extract_bs = replace, seed, extract_bs
     def before_fit(self):
-        m, dl = self.learn.model, self.dls.train
+        m, dl = unwrap(self.learn.model), self.dls.train
         if len(dl.x) != len(m.memory):
             raise ValueError(f"ODC: {len(dl.x)} training images but a memory of {len(m.memory)}")
         if not bool(m.initialized): self.init_stats = m.initialize(dl.x, self.seed, self.extract_bs, self.dls.device)
-        if self.replace: dl.sampler = lambda n: torch.randint(n, (n,))
+        if self.replace: dl.sampler = lambda n: shared_randint(n, (n,))     # the same draw on every rank
     def make_views(self, x, idx, training:bool=True):
-        m = self.learn.model
+        m = unwrap(self.learn.model)
         if training: return (self.views(x), idx), (m.memory.labels[idx],)
         return (to_float(x),), (m.assign(x),)
 

@@ -12,6 +12,7 @@ from ..method import SSLModel, TwoViewCallback, register_method
 from ..augment import view_preset
 from ..models import MLPHead
 from ..losses import nt_xent
+from ..distributed import gather_with_grad
 
 # %% auto #0
 __all__ = ['SimCLR', 'simclr']
@@ -31,7 +32,9 @@ class SimCLR(SSLModel):
                              f"{tuple(x2.shape)}")
         z = self.head(self.backbone(torch.cat([x1, x2])))
         return tuple(z.float().chunk(2))
-    def loss(self, pred:tuple, idx=None) -> torch.Tensor: return nt_xent(pred[0], pred[1], self.T)
+    def loss(self, pred:tuple, idx=None) -> torch.Tensor:
+        "NT-Xent over the global batch: under DDP every rank's embeddings, their gradients summed back to their rank."
+        return nt_xent(gather_with_grad(pred[0]), gather_with_grad(pred[1]), self.T)
 
 @register_method('simclr', 'SimCLR (Chen et al. 2020): two strong views, in-batch negatives, NT-Xent, MLP neck with BN')
 def simclr(backbone, size:int, tier=None, data=None, dim:int=128, hidden:int|None=None, T:float=0.1, crop_scale=None):

@@ -14,6 +14,7 @@ from ..augment import view_preset
 from ..models import MLPHead
 from ..losses import sinkhorn, swapped_prediction
 from ..memory import Queue
+from ..distributed import unwrap
 
 # %% auto #0
 __all__ = ['MultiCropViews', 'SwAVCallback', 'SwAV', 'PrototypeUsage', 'swav', 'prototype_assignments', 'plot_assignments']
@@ -46,7 +47,7 @@ class SwAVCallback(MethodCallback):
         return self.views(x), (idx if training else None,)
     def before_step(self):
         if self.pct_train < self.freeze_frac:
-            self.learn.model.prototypes.weight.grad = None   # fastai skips params without grad
+            unwrap(self.learn.model).prototypes.weight.grad = None   # fastai skips params without grad
 
 # %% ../../nbs/30_methods.swav.ipynb #a31f29d7
 class SwAV(SSLModel):
@@ -110,7 +111,7 @@ class PrototypeUsage(Metric):
     "Perplexity (exp of the entropy) of the argmax-prototype histogram of the first crop over validation batches."
     def reset(self): self.counts = None
     def accumulate(self, learn):
-        scores = learn.pred[0]; n = len(scores) // learn.model.n_crops
+        scores = learn.pred[0]; n = len(scores) // unwrap(learn.model).n_crops
         c = torch.bincount(scores[:n].argmax(1), minlength=scores.shape[1]).cpu()
         self.counts = c if self.counts is None else self.counts + c
     @property
