@@ -36,13 +36,11 @@ CONFIGS = {
     # recipe levers for 28-px grey images
     'byol_e4_crop35':  ('byol', 4, {}, dict(crop_scale=(0.35, 1.0)), None),
     'byol_e4_lr0.2':   ('byol', 4, {}, {}, 0.2),
-    'simclr_e4_crop35': ('simclr', 4, {}, dict(crop_scale=(0.35, 1.0)), None),
     'swav_e4_crop':    ('swav', 4, {}, dict(large_scale=(0.35, 1.0), small_scale=(0.15, 0.35)), None),
     'mae_e4_mask50':   ('mae', 4, {}, dict(mask_ratio=0.5), None),
     # the network's width: a narrower ResNet sees more images in the same seconds
     'simclr_e8_w16':   ('simclr', 8, dict(width=16), {}, None),
     'byol_e8_w16':     ('byol', 8, dict(width=16), {}, None),
-    'supervised_e8_w16': ('supervised', 8, dict(width=16), {}, None),
 }
 # random init of each architecture the configurations use (name: tier overrides, arch)
 RANDOM = {'random_w32': (dict(), None), 'random_w16': (dict(width=16), None), 'random_vit': (dict(), 'vit_tiny')}
@@ -51,6 +49,21 @@ RANDOM = {'random_w32': (dict(), None), 'random_w16': (dict(width=16), None), 'r
 def provenance_of(cmd):
     from ssl_learn.core import provenance
     return {**provenance(), "command": cmd}
+
+
+def curve_of(history) -> list:
+    "Per epoch: validation kNN, the epoch's seconds and the training loss (and any method metric, e.g. SwAV's)."
+    keep = ('train_loss', 'proto_ppl', 'emb_std', 'acc')
+    return [dict(epoch=h['epoch'] + 1, knn20=h.get('knn20', h.get('knn')), seconds=h.get('seconds_epoch'),
+                 **{k: h[k] for k in keep if k in h}) for h in history]
+
+
+def refresh_curves(runs:Path, out:Path):
+    "Rebuild each result file's curve from its run's train.json (for files written before the curve kept the loss)."
+    for f in sorted(out.glob('*.json')):
+        r = json.loads(f.read_text()); t = runs/r['name']/'train.json'
+        if 'curve' in r and t.exists():
+            r['curve'] = curve_of(json.loads(t.read_text())['history']); f.write_text(json.dumps(r, indent=1))
 
 
 def evaluate_val(backbone, bank, query, seconds_note=None) -> dict:
@@ -84,8 +97,7 @@ def run_config(name, spec, runs:Path, out:Path, cmd):
     bb = load_backbone(runs/name/'backbone.pth')
     res = dict(name=name, method=method, epochs=epochs, tier_overrides=kw, method_kw=method_kw, lr=lr,
                n_pretrain=s['n_pretrain'], n_bank=len(bank), n_query=len(query),
-               curve=[dict(epoch=h['epoch'] + 1, knn20=h.get('knn20', h.get('knn')), seconds=h.get('seconds_epoch'))
-                      for h in s['history']],
+               curve=curve_of(s['history']), random_init_monitor=s.get('random_init_monitor'),
                seconds_pretrain=s['seconds'], final=evaluate_val(bb, bank, query), **provenance_of(cmd))
     (out/f'{name}.json').write_text(json.dumps(res, indent=1, default=str))
     return res
@@ -131,18 +143,20 @@ def run_pixels(out:Path, cmd):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--only', default=None, help='comma-separated configuration names (default: all, in order)')
     p.add_argument('--runs', default='runs/study')
     p.add_argument('--out', default='results/study')
     p.add_argument('--lock', default=None)
     p.add_argument('--list', action='store_true', help='list the configurations and exit')
+    p.add_argument('--refresh-curves', action='store_true', help="rebuild the result files' curves from the runs")
     a = p.parse_args(argv)
     if a.list:
         for k, v in {**RANDOM, **CONFIGS}.items(): print(k, v)
         return
     cmd = 'python -m experiments.tier_study ' + ' '.join(sys.argv[1:] if argv is None else argv)
     out, runs = Path(a.out), Path(a.runs)
+    if a.refresh_curves: refresh_curves(runs, out); return
     out.mkdir(parents=True, exist_ok=True); runs.mkdir(parents=True, exist_ok=True)
     if a.lock:
         lk = open(a.lock, 'w'); fcntl.flock(lk, fcntl.LOCK_EX)

@@ -29,7 +29,7 @@ def notebook_sizes(nbs=ROOT/'nbs') -> dict:
 
 
 if __name__ == '__main__':
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(prog='python -m experiments.widget_state_sizes', description=__doc__.split('\n')[0])
     ap.add_argument('--site', default=str(ROOT/'_site_offline')); ap.add_argument('--out', default=str(ROOT/'results/site/widget_state.json'))
     a = ap.parse_args()
     b = Path(a.site)/'build.json'

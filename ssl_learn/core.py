@@ -41,13 +41,14 @@ class Tier:
     size: int|None = None   # resize images to this side (None: keep)
     lr: float = 0.1
     wd: float = 5e-4
+    vit_width: int|None = None   # the width that scales a ViT backbone (None: `width`)
 
     def __post_init__(self):
         for k in ('epochs','bs','width','n_monitor'):
             v = getattr(self, k)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"Tier {self.name!r}: {k} must be a positive int, got {v!r}")
-        for k in ('n_train','n_eval_train','n_eval_test','size'):
+        for k in ('n_train','n_eval_train','n_eval_test','size','vit_width'):
             v = getattr(self, k)
             if v is not None and (not isinstance(v, int) or v < 1):
                 raise ValueError(f"Tier {self.name!r}: {k} must be None or a positive int, got {v!r}")
@@ -55,7 +56,7 @@ class Tier:
         positive_number(self.wd, f"Tier {self.name!r}: wd", zero_ok=True)
 
 # %% ../nbs/00_core.ipynb #2c73875b
-ZOO_EPOCHS = 10
+ZOO_EPOCHS = 16
 TIERS = {
     'test': Tier('test', n_train=512, n_eval_train=512, n_eval_test=256, n_monitor=256, epochs=1, bs=64, width=16,
                  lr=0.05),
@@ -64,7 +65,7 @@ TIERS = {
     # the benchmark's tier (`ssl_learn bench`): every training image, the same epochs for every method (the model
     # zoo's budget rule); chosen on a validation split by `61_tier_study`
     'zoo':  Tier('zoo',  n_train=None, n_eval_train=None, n_eval_test=None, n_monitor=4096, epochs=ZOO_EPOCHS, bs=256,
-                 width=32, lr=0.05),
+                 width=16, lr=0.05, vit_width=32),   # ResNets of width 16; the cpu tier's ViT (dim 96, 6 blocks)
     'gpu':  Tier('gpu',  n_train=None, n_eval_train=None, n_eval_test=None, n_monitor=10000, epochs=100, bs=512,
                  width=64, lr=0.2),
 }

@@ -182,7 +182,8 @@ def make_backbone(tier:Tier, data:ImageData, **kw) -> ResNet:
     xs = data.x[:5000].float() / 255
     mean, std = xs.mean((0, 2, 3)).tolist(), xs.std((0, 2, 3)).clamp(min=1e-3).tolist()
     if tier.arch in VIT_ARCHS:   # width/64 scales a ViT's dim and depth (see `ssl_learn.vit.make_vit`)
-        return make_vit(tier.arch, data.shape[-1], data.shape[0], width=tier.width, mean=mean, std=std, **kw)
+        return make_vit(tier.arch, data.shape[-1], data.shape[0], width=tier.vit_width or tier.width, mean=mean, std=std,
+                        **kw)
     if not tier.arch.startswith('resnet') or not tier.arch[6:].isdigit():
         raise ValueError(f"Unknown arch {tier.arch!r}; use 'resnet18', 'resnet34', 'resnet50' or one of "
                          f"{sorted(VIT_ARCHS)}")

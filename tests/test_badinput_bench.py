@@ -223,7 +223,7 @@ def _supervised():
         t = Path(t)
         log = bench('test', 'supervised', 'knn', out=t/'res', runs=t/'runs')       # baselines on: supervised is one
         trained = [c for c in calls if c[:2] == ('train', 'supervised')]
-        assert len(trained) == 1 and list(log['results']) == ['random', 'pixels', 'supervised'], (calls, log)
+        assert len(trained) == 1 and list(log['results']) == ['random', 'pixels', 'supervised', 'vit_random'], (calls, log)
 
 
 def test_bench_accepts_supervised_and_runs_it_once(tmp_path, monkeypatch):
@@ -233,7 +233,7 @@ def test_bench_accepts_supervised_and_runs_it_once(tmp_path, monkeypatch):
     calls = _fakes(monkeypatch)
     log = bench('test', 'supervised,rotation', 'knn', out=tmp_path/'res', runs=tmp_path/'runs')
     assert [c[1] for c in calls if c[0] == 'train'] == ['supervised', 'rotation']
-    assert list(log['results']) == ['random', 'pixels', 'supervised', 'rotation'] and not log['failed']
+    assert list(log['results']) == ['random', 'pixels', 'supervised', 'vit_random', 'rotation'] and not log['failed']
     log = bench('test', 'supervised', 'knn', out=tmp_path/'res2', runs=tmp_path/'runs', baselines=())
     assert list(log['results']) == ['supervised']
 

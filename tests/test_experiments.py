@@ -7,7 +7,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXP = ROOT/'experiments'
 NAMES = ['compare_lightly', 'compare_lightly_mae', 'simclr_aug_ablation', 'simclr_checks', 'mae_mask_ratio',
          'bench_foundation', 'bench_kmeans', 'bench_knn_search', 'throughput', 'profile_step', 'ddp_equality',
-         'ddp_torchrun', 'gpu_check']
+         'ddp_torchrun', 'gpu_check', 'dense_cpu_throughput', 'dense_cpu_timing', 'tier_study', 'widget_state_sizes']
 
 
 def test_the_experiments_are_all_listed():
@@ -16,7 +16,8 @@ def test_the_experiments_are_all_listed():
 
 
 def test_scripts_keeps_tooling_only():
-    assert sorted(p.name for p in (ROOT/'scripts').iterdir() if p.is_file()) == ['build_docs.py', 'check_site.py', 'gpu_check.sh', 'make_readme.py', 'setup.sh']
+    assert sorted(p.name for p in (ROOT/'scripts').iterdir() if p.is_file()) == ['build_docs.py', 'check_jupyter.py', 'check_site.py', 'gpu_check.sh', 'make_readme.py',
+                                                                                    'setup.sh']
 
 
 @pytest.mark.parametrize('name', NAMES)

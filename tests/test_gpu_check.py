@@ -1,5 +1,6 @@
 """The prepared GPU check (`scripts/gpu_check.sh` → `experiments.gpu_check`) cannot run here (no GPU): without CUDA it
 must say so and measure nothing; its code path is rehearsed on the CPU at small sizes."""
+from ssl_learn.method import list_methods
 import json, os, subprocess, sys
 from pathlib import Path
 import pytest, torch
@@ -28,7 +29,7 @@ def test_cpu_rehearsal_runs_every_part(tmp_path):
                         '--out', str(out)], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     res = json.loads(out.read_text())
-    assert res['all_ok'] and len(res['methods']['methods']) == 14
+    assert res['all_ok'] and len(res['methods']['methods']) == len(list_methods())   # the 14 and supervised
     assert all(m['state_changed'] > 0 for n, m in res['methods']['methods'].items()
                if n in ('moco_v2', 'byol', 'npid', 'odc', 'densecl', 'moco_v3'))   # EMA / queue / bank moved
     assert res['knn']['prediction_agreement_pct'] >= 99

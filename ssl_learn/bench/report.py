@@ -196,6 +196,13 @@ def plot_time_accuracy(results:dict, train:dict, path=None):
     return _save(fig, path)
 
 # %% ../../nbs/51_bench.report.ipynb #332a3ede
+def _drop_empty_columns(md:str, every_row:bool=False) -> str:
+    """Remove the columns of a markdown table where its last row (`every_row`: every data row) has no value ('-')."""
+    rows = [l.strip('|').split('|') for l in md.splitlines()]
+    data = rows[2:] if every_row else rows[-1:]
+    keep = [j for j in range(len(rows[0])) if j == 0 or any(r[j].strip() not in ('-', '') for r in data)]
+    return '\n'.join('|' + '|'.join(r[j] for j in keep) + '|' for r in rows)
+
 BENCH_PLOTS = dict(time='accuracy against pre-training time', stages='multi-head accuracy per stage',
                    lowshot='low-shot SVM curves')
 
@@ -222,7 +229,8 @@ def render(out='results/bench', tier:str='cpu', data:str='fmnist', img_prefix:st
     commits = sorted({r['_commit'] for rs in res.values() for r in rs if r.get('_commit')})
     machine = next(iter(res.values()))[0].get('_machine', '')
     runs = json.loads((out/'log.json').read_text())['runs'] if (out/'log.json').exists() else []
-    md = [bench_table(b), '',
+    # a protocol that no row has run yet (e.g. the dense ones) is left out of the table
+    md = [_drop_empty_columns(bench_table(b), every_row=True), '',
           f"Rows: {len(res)} ({', '.join(row_order(res))}). Final-epoch figures; mean ± std over seeds or samplings "
           "where the "
           "protocol varies with them; `fN` is the stage (multi-head: best on held-out training images; SVM: best by "
@@ -240,12 +248,6 @@ def render(out='results/bench', tier:str='cpu', data:str='fmnist', img_prefix:st
     return text
 
 # %% ../../nbs/51_bench.report.ipynb #3b729108
-def _drop_empty_columns(md:str) -> str:
-    "Remove the columns of a markdown table where its last row has no value ('-')."
-    rows = [l.strip('|').split('|') for l in md.splitlines()]
-    keep = [j for j in range(len(rows[0])) if j == 0 or rows[-1][j].strip() != '-']
-    return '\n'.join('|' + '|'.join(r[j] for j in keep) + '|' for r in rows)
-
 def _comparison(c:dict) -> dict:
     """A lightly comparison file in one layout: `compare_lightly`'s as it is; `compare_lightly_mae`'s (flat kNN and
     ratio keys) mapped onto it."""

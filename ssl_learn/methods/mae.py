@@ -16,8 +16,8 @@ from ..vit import ViT, Block, sincos_2d, init_vit_weights
 from ..distributed import get_world_size, rank_slice, shared_rand
 
 # %% auto #0
-__all__ = ['random_masking', 'unshuffle', 'patchify', 'unpatchify', 'MAEDecoder', 'mae_loss', 'mae_decoder_size', 'MAE',
-           'MAECallback', 'mae', 'mae_reconstruct', 'show_reconstructions', 'mae_mask_frame']
+__all__ = ['SMALL_IMAGE_MASK_RATIO', 'random_masking', 'unshuffle', 'patchify', 'unpatchify', 'MAEDecoder', 'mae_loss',
+           'mae_decoder_size', 'MAE', 'MAECallback', 'mae', 'mae_reconstruct', 'show_reconstructions', 'mae_mask_frame']
 
 # %% ../../nbs/32_methods.mae.ipynb #507d7463
 def random_masking(t:torch.Tensor, mask_ratio:float=0.75, noise:torch.Tensor|None=None) -> tuple:
@@ -136,10 +136,14 @@ class MAECallback(MethodCallback):
     "MAE's single view: a random resized crop (scale 0.2-1) and a flip of each image."
     def make_views(self, x, idx, training:bool=True): return (self.views(x),), (idx,)
 
-@register_method('mae', 'MAE (He et al. 2022): reconstruct 75% masked patches with a ViT encoder and a light decoder',
-                 arch='vit_tiny')
-def mae(backbone, size:int, tier=None, data=None, mask_ratio:float=0.75, crop_scale=(0.2, 1.0), **kw):
-    "Build MAE's model and callback for images of side `size` (`kw`: decoder size, `norm_pix`, `lr`, `wd`)."
+SMALL_IMAGE_MASK_RATIO = 0.5   # below 64 px (49 patches at 28 px): chosen on the validation split by 61_tier_study
+
+@register_method('mae', 'MAE (He et al. 2022): reconstruct masked patches (75%; 50% below 64 px) with a ViT encoder '
+                 'and a light decoder', arch='vit_tiny')
+def mae(backbone, size:int, tier=None, data=None, mask_ratio:float|None=None, crop_scale=(0.2, 1.0), **kw):
+    """Build MAE's model and callback for images of side `size` (`kw`: decoder size, `norm_pix`, `lr`, `wd`); the mask
+    ratio is the paper's 0.75, or `SMALL_IMAGE_MASK_RATIO` below 64 px, unless given."""
+    if mask_ratio is None: mask_ratio = 0.75 if size >= 64 else SMALL_IMAGE_MASK_RATIO
     return MAE(backbone, mask_ratio, **kw), MAECallback(view_preset('basic', size, scale=crop_scale))
 
 # %% ../../nbs/32_methods.mae.ipynb #859a5d74
