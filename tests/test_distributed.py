@@ -27,7 +27,8 @@ def test_two_processes_compute_what_one_does(table, method):
     r = table[method]
     assert 'error' not in r, r.get('error')
     assert r['loss_equal'], f"{method}: losses differ by {r['max_dloss']}"
-    assert r['grad_equal'], f"{method}: first-step gradients differ by {r['max_dgrad_step1']} (largest gradient {r['max_grad']})"
+    assert r["grad_equal"], (f"{method}: first-step gradients differ by {r['max_dgrad_step1']} "
+                             f"(largest gradient {r['max_grad']})")
     assert r['ranks_agree'], f"{method}: the two ranks' states differ"
     assert r['state_equal'], f"{method}: the state after the steps differs by {r['max_dstate']}"
     if method in MEMORY: assert r['queue_bank'] and r['queue_bank_equal'], (method, r['queue_bank'])
