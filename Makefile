@@ -4,6 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TIER ?= cpu
 OUT ?= runs/demo
+# OpenMP threads sleep rather than spin while waiting: on a shared machine spinning costs several times the wall time
+# (results/foundation/omp_wait_policy.md); the notebooks under nbdev-test may load torch before ssl_learn sets it
+OMP_WAIT_POLICY ?= PASSIVE
+export OMP_WAIT_POLICY
 
 .PHONY: setup run test lint nbtest pytest export clean-nbs readme bench docs docs-setup docs-check
 

@@ -19,10 +19,12 @@ from ssl_learn.eval.det import c4_faster_rcnn, fpn_mask_rcnn, DET_SETTINGS, _det
 
 ap = argparse.ArgumentParser(prog='python -m experiments.dense_cpu_throughput', description=__doc__.split('\n')[0])
 ap.add_argument('--steps', type=int, default=5); ap.add_argument('--n-test', type=int, default=16)
-ap.add_argument('--protocols', default='seg,det,inst'); ap.add_argument('--out', default='results/dense/cpu_throughput.json')
+ap.add_argument('--protocols', default='seg,det,inst')
+ap.add_argument('--tier', default='cpu', help="the backbone's tier")
+ap.add_argument('--out', default='results/dense/cpu_throughput.json')
 a = ap.parse_args()
 bm = scene_benchmark('cpu'); set_seed(0)
-bb = make_backbone(get_tier('cpu'), load_fmnist('train'))
+bb = make_backbone(get_tier(a.tier), load_fmnist('train'))
 out = {}
 for p in a.protocols.split(','):
     kw = SEG_SETTINGS['cpu'] if p == 'seg' else DET_SETTINGS['cpu'][p]
@@ -48,7 +50,8 @@ for p in a.protocols.split(','):
                   steps_per_seed=steps, n_test=len(te), extrapolated_seconds_per_seed=round(steps*step + len(te)*inf),
                   settings={k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()})
     print(p, out[p])
-res = dict(backbone=f'random init, cpu tier {bb.config}', scenes=SCENE_TIERS['cpu'], protocols=out, threads=torch.get_num_threads(),
+res = dict(backbone=f'random init, {a.tier} tier {bb.config}', scenes=SCENE_TIERS['cpu'], protocols=out,
+           threads=torch.get_num_threads(),
            peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), measured_steps=a.steps,
            measured_test_images=a.n_test, note='shared 2-core machine (other jobs running): upper bounds', **provenance())
 Path(a.out).parent.mkdir(parents=True, exist_ok=True); Path(a.out).write_text(json.dumps(res, indent=1))

@@ -18,7 +18,7 @@ Plus the machine's dense float32 matmul ceiling (4096², all threads) for scale.
 
 Usage (from the repository root):
   python -m experiments.throughput [--tier cpu] [--methods all|a,b] [--steps 8] [--warmup 2] [--repeats 3]
-                                   [--epoch-images 4096] [--out PATH] [--lock /tmp/ssl_cpu.lock]
+                                   [--epoch-images 4096] [--out PATH] [--lock /tmp/ssl_cpu.lock] [--table-only]
 """
 import argparse, fcntl, json, statistics, subprocess, sys, time
 from pathlib import Path
@@ -119,17 +119,33 @@ def reference(rows, r):
     a = r.get('arch_name')
     return next((s for k, s in rows.items() if k.startswith('supervised') and s.get('arch_name') == a), rows.get('supervised'))
 
+def bench_outside(tier, method, out='results/bench/fmnist'):
+    """The share of whole benchmark epochs spent outside training (the kNN monitor, the held-out loss, the checkpoint),
+    from `ssl_learn bench`'s record of `method` at `tier` (1 − Σ seconds_train / Σ seconds_epoch); None if not
+    run."""
+    p = Path(out)/tier/'train'/f'{method}.json'
+    if not p.exists(): return None
+    h = json.loads(p.read_text()).get('history', [])
+    st, se = sum(x.get('seconds_train', 0) for x in h), sum(x.get('seconds_epoch', 0) for x in h)
+    return 1 - st / se if se else None
+
 def table(res) -> str:
-    "Markdown: one row per method, the supervised steps first, ratios to the supervised step of the same backbone."
-    rows = res['rows']
-    lines = ['| method | backbone | images/s | views/s | GFLOP/image | GFLOP/s | × supervised (same backbone) | epoch outside steps | peak MB |',
-             '|---|---|---|---|---|---|---|---|---|']
+    """Markdown: one row per method, the supervised steps first, ratios to the supervised step of the same backbone;
+    the time outside the steps in this run's short epoch and, where the benchmark has run the method, in its epochs."""
+    rows, tier = res['rows'], res['settings']['tier']
+    ep = res['settings'].get('epoch_images')
+    short = f'outside steps, {ep}-image epoch' if ep else 'outside steps, short epoch (not run)'
+    lines = ['| method | backbone | images/s | views/s | GFLOP/image | GFLOP/s | × supervised (same backbone) | '
+             f'{short} | outside steps, benchmark epochs | peak MB |',
+             '|---|---|---|---|---|---|---|---|---|---|']
     for m in sorted(rows, key=lambda k: (not k.startswith('supervised'), k)):
         r = rows[m]; sup = reference(rows, r)
         ratio = f"{r['gflops'] / sup['gflops']:.2f}" if sup else '-'
         out = f"{100 * r['epoch_outside_share']:.0f}%" if 'epoch_outside_share' in r else '-'
-        lines.append(f"| {m} | {r.get('arch_name', '?')} | {r['images_per_s']:.0f} | {r['views_per_s']:.0f} | {r['gflop_per_image']:.3f} | {r['gflops']:.0f} | "
-                     f"{ratio} | {out} | {r['peak_memory_mb']:.0f} |")
+        b = bench_outside(tier, m); b = f"{100 * b:.1f}%" if b is not None else '-'
+        lines.append(f"| {m} | {r.get('arch_name', '?')} | {r['images_per_s']:.0f} | {r['views_per_s']:.0f} | "
+                     f"{r['gflop_per_image']:.3f} | {r['gflops']:.0f} | {ratio} | {out} | {b} | "
+                     f"{r['peak_memory_mb']:.0f} |")
     return '\n'.join(lines)
 
 if __name__ == '__main__':
@@ -140,7 +156,14 @@ if __name__ == '__main__':
     ap.add_argument('--epoch-images', type=int, default=4096, help='images in the whole-epoch measurement (0: skip it)')
     ap.add_argument('--out', default=None, help='default: results/foundation/throughput_<tier>.json')
     ap.add_argument('--lock', default='/tmp/ssl_cpu.lock')
+    ap.add_argument('--table-only', action='store_true',
+                    help="re-render the Markdown table of an existing JSON (e.g. once the benchmark's epochs exist)")
     a = ap.parse_args()
+    if a.table_only:
+        out = Path(a.out or f'results/foundation/throughput_{a.tier}.json')
+        out.with_suffix('.md').write_text(table(json.loads(out.read_text())) + '\n')
+        print(out.with_suffix('.md').read_text())
+        sys.exit(0)
     from ssl_learn.method import list_methods
     from ssl_learn.core import provenance
     methods = list_methods() if a.methods == 'all' else a.methods.split(',')
