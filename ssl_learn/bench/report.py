@@ -10,14 +10,15 @@ import json, re, statistics
 from pathlib import Path
 from ..core import atomic_save
 from ..eval.protocols import is_row, KNN_HEADLINE
+from ..method import get_method, list_methods
 from .run import (BENCH_BASELINES, row_order, train_summary, bench_dir, find_results, full_run,
                                  full_run_report)
 
 # %% auto #0
-__all__ = ['TABLE_COLUMNS', 'HEADLINES', 'BENCH_PLOTS', 'load_eval_dir', 'protocol_table', 'cost_table', 'load_bench',
-           'settings_notes', 'pretrain_table', 'bench_table', 'plot_stages', 'plot_lowshot_curves',
-           'plot_time_accuracy', 'bench_compute_seconds', 'render', 'lightly_lines', 'method_report', 'learning_curve',
-           'plot_learning_curve']
+__all__ = ['TABLE_COLUMNS', 'HEADLINES', 'BENCH_PLOTS', 'MARGIN_TARGETS', 'load_eval_dir', 'protocol_table', 'cost_table',
+           'load_bench', 'settings_notes', 'pretrain_table', 'bench_table', 'plot_stages', 'plot_lowshot_curves',
+           'plot_time_accuracy', 'bench_compute_seconds', 'render', 'own_random', 'margins', 'margin_table',
+           'lightly_lines', 'method_report', 'learning_curve', 'plot_learning_curve']
 
 # %% ../../nbs/51_bench.report.ipynb #5922c91c
 def _col(protocol, **fields): return lambda r: is_row(r, protocol, **fields)
@@ -246,6 +247,54 @@ def render(out='results/bench', tier:str='cpu', data:str='fmnist', img_prefix:st
     text = '\n'.join(md)
     atomic_save(text + '\n', out/'table.md')
     return text
+
+# %% ../../nbs/51_bench.report.ipynb #139d1369
+MARGIN_TARGETS = {'linear': 2.0, 'low-shot k=8': 5.0}   # points over random init of the method's own architecture
+
+def own_random(method:str) -> str:
+    "The untrained baseline of `method`'s architecture: 'vit_random' for the ViT methods (MAE, MoCo v3), else 'random'."
+    arch = get_method(method).get('arch') if method in list_methods() else None
+    return 'vit_random' if arch and arch.startswith('vit') else 'random'
+
+def _value(rows, col):
+    r = next((r for r in rows if HEADLINES[col](r)), None)
+    return None if r is None else r['value']
+
+def margins(results:dict) -> dict:
+    """Per trained row of `results` ({name: rows}): linear AvgPool, low-shot k=8 and kNN k=20 top-1, each one's margin
+    over the untrained backbone of the same architecture, whether linear beats raw pixels, and whether both margins of
+    `MARGIN_TARGETS` are met."""
+    px, out = _value(results.get('pixels', []), 'linear'), {}
+    for n in row_order(results):
+        if n in ('random', 'pixels', 'vit_random'): continue
+        base = own_random(n); d = dict(baseline=base)
+        for col in ('linear', 'low-shot k=8', 'kNN k=20'):
+            v, v0 = _value(results[n], col), _value(results.get(base, []), col)
+            d[col], d[f'Δ {col}'] = v, (None if v is None or v0 is None else v - v0)
+        d['beats pixels'] = None if d['linear'] is None or px is None else d['linear'] > px
+        d['targets met'] = all(d[f'Δ {c}'] is not None and d[f'Δ {c}'] >= t for c, t in MARGIN_TARGETS.items())
+        out[n] = d
+    return out
+
+def margin_table(results:dict, train:dict|None=None) -> str:
+    "`margins` as markdown, with pre-training seconds from `train` ({name: summary}) where given, and the counts."
+    m, train = margins(results), train or {}
+    f = lambda v, sign=False: '-' if v is None else (f"{v:+.2f}" if sign else f"{v:.2f}")
+    yn = lambda v: '-' if v is None else ('yes' if v else 'no')
+    lines = ['| method | baseline | linear | Δ linear | low-shot k=8 | Δ low-shot k=8 | kNN k=20 | Δ kNN k=20 | '
+             'linear > pixels | pre-training s | both margins met |', '|---|---|---|---|---|---|---|---|---|---|---|']
+    for n, d in m.items():
+        t = train.get(n, {}).get('seconds')
+        lines.append(f"| {n} | {d['baseline']} | {f(d['linear'])} | {f(d['Δ linear'], True)} | {f(d['low-shot k=8'])} | "
+                     f"{f(d['Δ low-shot k=8'], True)} | {f(d['kNN k=20'])} | {f(d['Δ kNN k=20'], True)} | "
+                     f"{yn(d['beats pixels'])} | {'-' if t is None else f'{t:.0f}'} | {yn(d['targets met'])} |")
+    ms = [n for n in m if n not in BENCH_BASELINES]
+    lines += ['', f"Methods: {len(ms)}; both margins met (linear ≥ {MARGIN_TARGETS['linear']:g} and low-shot k=8 ≥ "
+              f"{MARGIN_TARGETS['low-shot k=8']:g} points over their own random init): "
+              f"{sum(m[n]['targets met'] for n in ms)}; linear above raw pixels: "
+              f"{sum(bool(m[n]['beats pixels']) for n in ms)}. The supervised row is the ceiling, not counted."]
+    return '\n'.join(lines)
+
 
 # %% ../../nbs/51_bench.report.ipynb #3b729108
 def _comparison(c:dict) -> dict:
