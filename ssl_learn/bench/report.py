@@ -15,10 +15,10 @@ from .run import (BENCH_BASELINES, row_order, train_summary, bench_dir, find_res
                                  full_run_report)
 
 # %% auto #0
-__all__ = ['TABLE_COLUMNS', 'HEADLINES', 'BENCH_PLOTS', 'MARGIN_TARGETS', 'load_eval_dir', 'protocol_table', 'cost_table',
-           'load_bench', 'settings_notes', 'pretrain_table', 'bench_table', 'plot_stages', 'plot_lowshot_curves',
-           'plot_time_accuracy', 'bench_compute_seconds', 'render', 'own_random', 'margins', 'margin_table',
-           'lightly_lines', 'method_report', 'learning_curve', 'plot_learning_curve']
+__all__ = ['TABLE_COLUMNS', 'HEADLINES', 'BENCH_PLOTS', 'MARGIN_TARGETS', 'CURVE_TIERS', 'load_eval_dir', 'protocol_table',
+           'cost_table', 'load_bench', 'settings_notes', 'pretrain_table', 'bench_table', 'plot_stages',
+           'plot_lowshot_curves', 'plot_time_accuracy', 'bench_compute_seconds', 'render', 'own_random', 'margins',
+           'margin_table', 'lightly_lines', 'method_report', 'curve_tier', 'learning_curve', 'plot_learning_curve']
 
 # %% ../../nbs/51_bench.report.ipynb #5922c91c
 def _col(protocol, **fields): return lambda r: is_row(r, protocol, **fields)
@@ -285,8 +285,9 @@ def margin_table(results:dict, train:dict|None=None) -> str:
              'linear > pixels | pre-training s | both margins met |', '|---|---|---|---|---|---|---|---|---|---|---|']
     for n, d in m.items():
         t = train.get(n, {}).get('seconds')
-        lines.append(f"| {n} | {d['baseline']} | {f(d['linear'])} | {f(d['Δ linear'], True)} | {f(d['low-shot k=8'])} | "
-                     f"{f(d['Δ low-shot k=8'], True)} | {f(d['kNN k=20'])} | {f(d['Δ kNN k=20'], True)} | "
+        lines.append(f"| {n} | {d['baseline']} | {f(d['linear'])} | {f(d['Δ linear'], True)} | "
+                     f"{f(d['low-shot k=8'])} | {f(d['Δ low-shot k=8'], True)} | {f(d['kNN k=20'])} | "
+                     f"{f(d['Δ kNN k=20'], True)} | "
                      f"{yn(d['beats pixels'])} | {'-' if t is None else f'{t:.0f}'} | {yn(d['targets met'])} |")
     ms = [n for n in m if n not in BENCH_BASELINES]
     lines += ['', f"Methods: {len(ms)}; both margins met (linear ≥ {MARGIN_TARGETS['linear']:g} and low-shot k=8 ≥ "
@@ -374,25 +375,36 @@ def method_report(method:str, root='results', baseline:str='random', lightly:boo
     return '\n\n'.join(parts)
 
 # %% ../../nbs/51_bench.report.ipynb #0b34bb5a
-def learning_curve(method:str, root='results', tier:str='cpu', data:str='fmnist') -> dict|None:
-    """`method`'s held-out kNN monitor per epoch from its bench pre-training (`train/<method>.json`): epochs,
-    cumulative seconds, top-1, and the same monitor's figure for the random init; None without a file."""
+CURVE_TIERS = ('zoo', 'cpu')   # the benchmark's tier first; the older cpu-tier run while the zoo run lacks the method
+
+def curve_tier(method:str, root='results', data:str='fmnist') -> str:
+    "The first of `CURVE_TIERS` whose benchmark has pre-trained `method` (the last one if none has)."
+    trained = lambda t: (bench_dir(find_results(root)/'bench', t, data)/'train'/f'{method}.json').exists()
+    return next((t for t in CURVE_TIERS if trained(t)), CURVE_TIERS[-1])
+
+def learning_curve(method:str, root='results', tier:str|None=None, data:str='fmnist') -> dict|None:
+    """`method`'s held-out kNN monitor per epoch from its bench pre-training (`train/<method>.json`) at `tier`
+    (default: `curve_tier`): epochs, cumulative seconds, top-1, and the same monitor's figure for the random init;
+    None without a file."""
+    tier = tier or curve_tier(method, root, data)
     f = bench_dir(find_results(root)/'bench', tier, data)/'train'/f'{method}.json'
     if not f.exists(): return None
     t = json.loads(f.read_text()); h = [r for r in t.get('history', []) if r.get('knn20') is not None]
     secs, run = [], 0.
     for r in h:
         run += r.get('seconds_epoch', r.get('seconds_train', 0)); secs.append(round(run, 1))
-    return dict(method=method, epochs=[r['epoch'] + 1 for r in h], seconds=secs, knn=[r['knn20'] for r in h],
+    return dict(method=method, tier=tier, epochs=[r['epoch'] + 1 for r in h], seconds=secs,
+                knn=[r['knn20'] for r in h],
                 random_init=t.get('random_init_monitor'), arch=(t.get('config') or {}).get('arch', {}))
 
-def plot_learning_curve(method:str, root='results', tier:str='cpu', data:str='fmnist', ceiling:str='supervised',
-                        path=None):
+def plot_learning_curve(method:str, root='results', tier:str|None=None, data:str='fmnist',
+                        ceiling:str='supervised', path=None):
     """`method`'s held-out kNN (k=20) against pre-training epochs and seconds, beside its random init (dashed) and the
     `ceiling` method trained at the same budget; None when the bench has not trained `method` yet."""
     import matplotlib.pyplot as plt
     c = learning_curve(method, root, tier, data)
     if c is None or not c['knn']: return None
+    tier = c['tier']   # the ceiling comes from the same tier
     s = learning_curve(ceiling, root, tier, data) if ceiling != method else None
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
     for ax, x in zip(axes, ('epochs', 'seconds')):
