@@ -1,0 +1,42 @@
+"""Choosing the dense protocols' cpu settings on validation scenes: one protocol run on a backbone, trained on the first
+1,200 training scenes of the cpu FMNIST-Scenes and scored on the other 300 (the test scenes are not touched).
+
+Usage (from the repository root):
+  python -m experiments.dense_settings PROTOCOL EPOCHS BACKBONE [key=value ...]
+  e.g. OMP_NUM_THREADS=1 python -m experiments.dense_settings seg 8 runs/sup/backbone.pth lr=0.05
+PROTOCOL is det, inst or seg; BACKBONE a checkpoint path or 'random' (the zoo tier's untrained ResNet); key=value
+pairs go to the protocol function (lr, bs, ...). One seed (0). Each run appends one JSON line (metrics, seconds,
+settings, provenance) to results/dense/settings_val.jsonl (--out).
+"""
+import argparse, json, time
+from pathlib import Path
+
+def main():
+    ap = argparse.ArgumentParser(prog='python -m experiments.dense_settings', description=__doc__.split('\n')[0])
+    ap.add_argument('protocol', choices=('det', 'inst', 'seg')); ap.add_argument('epochs', type=int)
+    ap.add_argument('backbone'); ap.add_argument('kw', nargs='*', help='key=value settings for the protocol')
+    ap.add_argument('--out', default='results/dense/settings_val.jsonl')
+    ap.add_argument('--n-train', type=int, default=1200)
+    a = ap.parse_args()
+    import torch
+    from ssl_learn.core import get_tier, set_seed, provenance
+    from ssl_learn.data import load_fmnist
+    from ssl_learn.models import make_backbone, load_backbone
+    from ssl_learn.scenes import scene_benchmark
+    from ssl_learn.eval.seg import seg_eval
+    from ssl_learn.eval.det import det_eval, inst_eval
+    kw = {k: float(v) for k, v in (x.split('=', 1) for x in a.kw)}
+    bm = scene_benchmark('cpu'); set_seed(0)
+    bb = make_backbone(get_tier('zoo'), load_fmnist('train')) if a.backbone == 'random' else load_backbone(a.backbone)
+    src = bm['coco_train'] if a.protocol == 'inst' else bm['voc_train']
+    tr, va = src.subset(range(a.n_train)), src.subset(range(a.n_train, len(src)))
+    fn = dict(det=det_eval, inst=inst_eval, seg=seg_eval)[a.protocol]
+    t = time.time(); rows = fn(bb, tr, va, epochs=a.epochs, seeds=(0,), **kw)
+    rec = dict(protocol=a.protocol, epochs=a.epochs, backbone=a.backbone, settings=kw, seconds=round(time.time() - t),
+               split=f'validation: training scenes {a.n_train}/{len(src) - a.n_train}', threads=torch.get_num_threads(),
+               metrics={r['metric']: round(r['value'], 2) for r in rows}, **provenance())
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    with open(a.out, 'a') as f: f.write(json.dumps(rec) + '\n')
+    print(json.dumps(rec['metrics']), f"{rec['seconds']} s")
+
+if __name__ == '__main__': main()
