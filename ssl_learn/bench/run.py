@@ -8,14 +8,15 @@ Docs: https://ssl-learn.github.io/ssl_learn/bench.run.html.md"""
 from __future__ import annotations
 import json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
+import torch
 from ..core import get_tier, provenance, atomic_save, Tier
 from ..method import list_methods
 from ..eval.protocols import parse_protocols, evaluate, PROTOCOL_SETTINGS, PIXEL_PROTOCOLS, BASELINES
 
 # %% auto #0
 __all__ = ['BENCH_BASELINES', 'BENCH_TIER', 'ZOO_ORDER', 'row_order', 'bench_methods', 'bench_settings', 'bench_dir', 'run_dir',
-           'train_summary', 'pretrain', 'eval_worker', 'run_protocols', 'bench', 'find_results', 'full_run',
-           'full_run_report']
+           'train_summary', 'keep_backbone', 'pretrain', 'eval_worker', 'run_protocols', 'bench', 'find_results',
+           'full_run', 'full_run_report']
 
 # %% ../../nbs/50_bench.run.ipynb #5c8c5925
 BENCH_BASELINES = ('random', 'pixels', 'supervised', 'vit_random')
@@ -138,12 +139,26 @@ def _run_mismatch(d:Path, method:str, tier:Tier, data:str) -> str|None:
     bad = [f"{k} {got.get(k)!r}, not {v!r}" for k, v in want.items() if (k in got or k == 'epochs') and got.get(k) != v]
     return f"a finished run of {', '.join(bad)}" if bad else None
 
+def keep_backbone(src, dst) -> Path:
+    """A copy of the backbone checkpoint `src` (as `save_backbone` writes it) at `dst` with its floating-point tensors
+    in half precision: about half the bytes (1.4 MB for the zoo tier's ResNet), small enough to commit beside the
+    results. `load_backbone` reads it back into a float32 model."""
+    ck = torch.load(src, map_location='cpu', weights_only=True)
+    ck['state_dict'] = {k: v.half() if v.is_floating_point() else v for k, v in ck['state_dict'].items()}
+    ck.setdefault('meta', {})['kept'] = 'floating-point tensors stored in float16 by ssl_learn.bench.run.keep_backbone'
+    atomic_save(ck, dst); return Path(dst)
+
 def pretrain(method:str, tier:str='cpu', data:str='fmnist', runs='runs', out='results/bench', force:bool=False,
              size:int|None=None, on_error:str='raise') -> dict:
     """Pre-train `method` on `data` at `tier` into `run_dir(...)` in a subprocess (resumable; skipped when finished);
-    its summary."""
+    its summary. The backbone is kept (in half precision) in `<out>/<data>/<tier>/backbones/<method>.pth`; when the run
+    folder is gone (a new machine) but the kept backbone and its `train/<method>.json` are there, that backbone is used
+    (status 'kept') instead of training again."""
     tier = get_tier(tier); d = run_dir(runs, method, tier.name, data, size); tj = d/'train.json'
+    bd = bench_dir(out, tier.name, data, size); kept, td = bd/'backbones'/f'{method}.pth', bd/'train'
     why = _run_mismatch(d, method, tier, data)
+    if why == '' and not force and kept.exists() and (td/f'{method}.json').exists():
+        return dict(status='kept', backbone=str(kept), **train_summary(td/f'{method}.json'))
     t0 = time.time(); status = 'done before'
     if force or why is not None:
         if why: print(f"{method}: {d} holds {why}: training again from scratch", flush=True)
@@ -157,8 +172,9 @@ def pretrain(method:str, tier:str='cpu', data:str='fmnist', runs='runs', out='re
                         error=_tail(r) if r.returncode != 0 else f"train exited 0 but {d} holds {left or 'no run'}",
                         backbone=str(d/'backbone.pth'))
         status = 'trained'
-    td = bench_dir(out, tier.name, data, size)/'train'; td.mkdir(parents=True, exist_ok=True)
+    td.mkdir(parents=True, exist_ok=True)
     shutil.copy(tj, td/f'{method}.json')
+    if status == 'trained' or not kept.exists(): keep_backbone(d/'backbone.pth', kept)
     return dict(status=status, backbone=str(d/'backbone.pth'), **train_summary(tj))
 
 def eval_worker(job:dict):
@@ -321,12 +337,13 @@ def find_results(path='results') -> Path:
 # %% ../../nbs/50_bench.run.ipynb #bde41e43
 def full_run(out='results/bench', tier:str='cpu', data:str='fmnist', size:int|None=None) -> dict|None:
     """The whole benchmark's cost from the last `ssl_learn bench` call: its wall time plus the recorded pre-training of
-    the methods it found trained (None before any call)."""
+    the methods it found trained, in their run folders or kept beside the results (None before any call)."""
     lf = bench_dir(find_results(out), tier, data, size)/'log.json'
     if not lf.exists(): return None
     last = json.loads(lf.read_text())['runs'][-1]; res = last['results']
     tr = lambda n: res[n].get('train') or {}
-    before = {n: tr(n)['seconds'] for n in res if tr(n).get('status') == 'done before' and tr(n).get('seconds')}
+    before = {n: tr(n)['seconds'] for n in res
+              if tr(n).get('status') in ('done before', 'kept') and tr(n).get('seconds')}
     return dict(command=last['command'], time=last['time'], commit=last.get('commit'), machine=last.get('machine'),
                 settings=last['settings'], wall=last['seconds'], failed=last['failed'],
                 trained=[n for n in res if tr(n).get('status') == 'trained'], pretrain_before=before,
