@@ -4,7 +4,8 @@
 Usage (from the repository root):
   python -m experiments.dense_settings PROTOCOL EPOCHS BACKBONE [key=value ...]
   e.g. OMP_NUM_THREADS=1 python -m experiments.dense_settings seg 8 runs/sup/backbone.pth lr=0.05
-PROTOCOL is det, inst or seg; BACKBONE a checkpoint path or 'random' (the zoo tier's untrained ResNet); key=value
+PROTOCOL is det, inst or seg; BACKBONE a checkpoint path, 'random' (the zoo tier's untrained ResNet) or 'baseline' (the
+non-learned threshold + connected components + kNN detector, scored on the same validation scenes); key=value
 pairs go to the protocol function (lr, bs, ...). One seed (0). Each run appends one JSON line (metrics, seconds,
 settings, provenance) to results/dense/settings_val.jsonl (--out).
 """
@@ -24,16 +25,22 @@ def main():
     from ssl_learn.models import make_backbone, load_backbone
     from ssl_learn.scenes import scene_benchmark
     from ssl_learn.eval.seg import seg_eval
-    from ssl_learn.eval.det import det_eval, inst_eval
+    from ssl_learn.eval.det import det_eval, inst_eval, baseline_eval
     kw = {k: float(v) for k, v in (x.split('=', 1) for x in a.kw)}
     bm = scene_benchmark('cpu'); set_seed(0)
-    bb = make_backbone(get_tier('zoo'), load_fmnist('train')) if a.backbone == 'random' else load_backbone(a.backbone)
-    src = bm['coco_train'] if a.protocol == 'inst' else bm['voc_train']
-    tr, va = src.subset(range(a.n_train)), src.subset(range(a.n_train, len(src)))
-    fn = dict(det=det_eval, inst=inst_eval, seg=seg_eval)[a.protocol]
-    t = time.time(); rows = fn(bb, tr, va, epochs=a.epochs, seeds=(0,), **kw)
+    split = lambda s: (s.subset(range(a.n_train)), s.subset(range(a.n_train, len(s))))
+    (tr, va), (ctr, cva) = split(bm['voc_train']), split(bm['coco_train'])
+    t = time.time()
+    if a.backbone == 'baseline':
+        rows = [r for r in baseline_eval(tr, va, cva, load_fmnist('train')) if r['protocol'] == a.protocol]
+    else:
+        bb = (make_backbone(get_tier('zoo'), load_fmnist('train')) if a.backbone == 'random'
+              else load_backbone(a.backbone))
+        fn = dict(det=det_eval, inst=inst_eval, seg=seg_eval)[a.protocol]
+        rows = fn(bb, *((ctr, cva) if a.protocol == 'inst' else (tr, va)), epochs=a.epochs, seeds=(0,), **kw)
     rec = dict(protocol=a.protocol, epochs=a.epochs, backbone=a.backbone, settings=kw, seconds=round(time.time() - t),
-               split=f'validation: training scenes {a.n_train}/{len(src) - a.n_train}', threads=torch.get_num_threads(),
+               split=f'validation: training scenes {a.n_train}/{len(bm["voc_train"]) - a.n_train}',
+               threads=torch.get_num_threads(),
                metrics={r['metric']: round(r['value'], 2) for r in rows}, **provenance())
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     with open(a.out, 'a') as f: f.write(json.dumps(rec) + '\n')
