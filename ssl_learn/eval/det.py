@@ -193,8 +193,9 @@ def coco_eval(preds:list, scenes:Scenes, iou_type:str='bbox') -> dict:
 DET_SETTINGS = {
     'test': dict(det=dict(epochs=1, bs=4, lr=0.01, seeds=(0,), proposals=20),
                  inst=dict(epochs=1, bs=4, lr=0.01, seeds=(0,), proposals=20, channels=32, fc=128, mask_channels=32)),
-    'cpu':  dict(det=dict(epochs=3, bs=8, lr=0.01, seeds=(0, 1, 2)),
-                 inst=dict(epochs=3, bs=8, lr=0.01, seeds=(0, 1, 2), channels=64, fc=256, mask_channels=64)),
+    # epochs and lr chosen on validation scenes (results/dense/settings_val.jsonl; experiments.dense_settings)
+    'cpu':  dict(det=dict(epochs=4, bs=8, lr=0.02, seeds=(0, 1, 2)),
+                 inst=dict(epochs=4, bs=8, lr=0.02, seeds=(0, 1, 2), channels=64, fc=256, mask_channels=64)),
     # the zoo on real data: VOC07+12 C4 24k iterations, batch 16, lr 0.02, short side 480-800 (test 800), flip;
     # COCO Mask R-CNN FPN 1× (90k iterations), batch 16, lr 0.02, short side 640-800, flip
     'gpu':  dict(det=dict(iters=24000, bs=16, lr=0.02, seeds=(0, 1, 2), min_size=(480, 800), test_size=800),
