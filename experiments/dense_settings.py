@@ -9,7 +9,7 @@ non-learned threshold + connected components + kNN detector, scored on the same 
 pairs go to the protocol function (lr, bs, ...). One seed (0). Each run appends one JSON line (metrics, seconds,
 settings, provenance) to results/dense/settings_val.jsonl (--out).
 """
-import argparse, json, time
+import argparse, ast, inspect, json, time
 from pathlib import Path
 
 def main():
@@ -26,7 +26,10 @@ def main():
     from ssl_learn.scenes import scene_benchmark
     from ssl_learn.eval.seg import seg_eval
     from ssl_learn.eval.det import det_eval, inst_eval, baseline_eval
-    kw = {k: float(v) for k, v in (x.split('=', 1) for x in a.kw)}
+    kw = {k: ast.literal_eval(v) for k, v in (x.split('=', 1) for x in a.kw)}   # bs=8 stays an int
+    fn = dict(det=det_eval, inst=inst_eval, seg=seg_eval)[a.protocol]
+    unknown = set(kw) - set(inspect.signature(fn).parameters) - {'_'}
+    if unknown: ap.error(f"{a.protocol} takes no setting {sorted(unknown)} (it would be ignored)")
     bm = scene_benchmark('cpu'); set_seed(0)
     split = lambda s: (s.subset(range(a.n_train)), s.subset(range(a.n_train, len(s))))
     (tr, va), (ctr, cva) = split(bm['voc_train']), split(bm['coco_train'])
@@ -36,7 +39,6 @@ def main():
     else:
         bb = (make_backbone(get_tier('zoo'), load_fmnist('train')) if a.backbone == 'random'
               else load_backbone(a.backbone))
-        fn = dict(det=det_eval, inst=inst_eval, seg=seg_eval)[a.protocol]
         rows = fn(bb, *((ctr, cva) if a.protocol == 'inst' else (tr, va)), epochs=a.epochs, seeds=(0,), **kw)
     rec = dict(protocol=a.protocol, epochs=a.epochs, backbone=a.backbone, settings=kw, seconds=round(time.time() - t),
                split=f'validation: training scenes {a.n_train}/{len(bm["voc_train"]) - a.n_train}',

@@ -120,7 +120,8 @@ def reference(rows, r):
     return next((s for k, s in rows.items() if k.startswith('supervised') and s.get('arch_name') == a), rows.get('supervised'))
 
 def bench_outside(tier, method, out='results/bench/fmnist'):
-    """The share of whole benchmark epochs spent outside training (the kNN monitor, the held-out loss, the checkpoint),
+    """The share of whole benchmark epochs spent outside training (the kNN monitor and the held-out loss; the
+    checkpoint is saved after `seconds_epoch` is taken, so it is not in the share),
     from `ssl_learn bench`'s record of `method` at `tier` (1 − Σ seconds_train / Σ seconds_epoch); None if not
     run."""
     p = Path(out)/tier/'train'/f'{method}.json'

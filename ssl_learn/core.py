@@ -172,11 +172,12 @@ def git_commit(path='.') -> str:
     except Exception: return 'unknown'
 
 def machine_info() -> dict:
-    "CPU/GPU model, cores and library versions, for results files."
+    "CPU/GPU model, cores, library versions and OpenMP's wait policy, for results files."
     cpu = platform.processor() or platform.machine()
     try: cpu = next(l.split(':',1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
     except Exception: pass
     info = dict(cpu=cpu, cores=os.cpu_count(), torch=str(torch.__version__), python=platform.python_version())
+    info['omp_wait_policy'] = os.environ.get('OMP_WAIT_POLICY', 'unset')   # see ssl_learn/__init__.py
     if torch.cuda.is_available(): info['gpu'] = torch.cuda.get_device_name(0)
     return info
 

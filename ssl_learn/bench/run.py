@@ -148,6 +148,19 @@ def keep_backbone(src, dst) -> Path:
     ck.setdefault('meta', {})['kept'] = 'floating-point tensors stored in float16 by ssl_learn.bench.run.keep_backbone'
     atomic_save(ck, dst); return Path(dst)
 
+def _kept_mismatch(kept:Path, tj:Path, method:str, tier:Tier, data:str) -> str|None:
+    """None when `kept` (a `keep_backbone` copy) and `tj` (its `train/<method>.json`) hold the finished pre-training of
+    `method` on `data` at `tier`, the same run in both; else what is wrong."""
+    if not (kept.exists() and tj.exists()): return 'no kept backbone'
+    try: got, meta = json.loads(tj.read_text()), torch.load(kept, map_location='cpu', weights_only=True)['meta']
+    except Exception as e: return f"unreadable ({type(e).__name__})"
+    if isinstance(got.get('data'), str): got['data'] = _data_key(got['data'])
+    want = dict(method=method, data=_data_key(data), tier=tier.name, epochs=tier.epochs)
+    bad = [f"{k} {got.get(k)!r}, not {v!r}" for k, v in want.items() if got.get(k) != v]
+    if meta.get('time') != got.get('time'):
+        bad.append(f"a backbone of {meta.get('time')} but a record of {got.get('time')}")
+    return ', '.join(bad) or None
+
 def pretrain(method:str, tier:str='cpu', data:str='fmnist', runs='runs', out='results/bench', force:bool=False,
              size:int|None=None, on_error:str='raise') -> dict:
     """Pre-train `method` on `data` at `tier` into `run_dir(...)` in a subprocess (resumable; skipped when finished);
@@ -157,7 +170,7 @@ def pretrain(method:str, tier:str='cpu', data:str='fmnist', runs='runs', out='re
     tier = get_tier(tier); d = run_dir(runs, method, tier.name, data, size); tj = d/'train.json'
     bd = bench_dir(out, tier.name, data, size); kept, td = bd/'backbones'/f'{method}.pth', bd/'train'
     why = _run_mismatch(d, method, tier, data)
-    if why == '' and not force and kept.exists() and (td/f'{method}.json').exists():
+    if why == '' and not force and _kept_mismatch(kept, td/f'{method}.json', method, tier, data) is None:
         return dict(status='kept', backbone=str(kept), **train_summary(td/f'{method}.json'))
     t0 = time.time(); status = 'done before'
     if force or why is not None:
@@ -174,7 +187,7 @@ def pretrain(method:str, tier:str='cpu', data:str='fmnist', runs='runs', out='re
         status = 'trained'
     td.mkdir(parents=True, exist_ok=True)
     shutil.copy(tj, td/f'{method}.json')
-    if status == 'trained' or not kept.exists(): keep_backbone(d/'backbone.pth', kept)
+    keep_backbone(d/'backbone.pth', kept)          # always: the kept copy must be the run its record describes
     return dict(status=status, backbone=str(d/'backbone.pth'), **train_summary(tj))
 
 def eval_worker(job:dict):
@@ -242,8 +255,10 @@ def _todo(name:str, ps:list, ev:Path, settings:str, force:bool, pre:dict|None) -
         if why is not None: todo[p] = why
     return todo
 
-def _train_info(runs, name:str, tier:str, data:str, size:int|None=None) -> dict|None:
+def _train_info(runs, name:str, tier:str, data:str, size:int|None=None, out=None) -> dict|None:
+    "The summary of `name`'s pre-training: from its run folder, else (folder gone) from `<out>/.../train/<name>.json`."
     tj = run_dir(runs, name, tier, data, size)/'train.json'
+    if not tj.exists() and out is not None: tj = bench_dir(out, tier, data, size)/'train'/f'{name}.json'
     try: return train_summary(tj) if tj.exists() else None
     except (OSError, ValueError): return None
 
@@ -283,7 +298,7 @@ def bench(tier:str=BENCH_TIER, methods='all', protocols='all', out='results/benc
             trained = name not in BASELINES
             cand = [p for p in ps if name != 'pixels' or p in PIXEL_PROTOCOLS]
             todo = _todo(name, cand, ev, sname, force,
-                         _train_info(runs, name, tier_.name, data, size) if trained else None)
+                         _train_info(runs, name, tier_.name, data, size, out) if trained else None)
             res = log['results'][name] = {}
             if not todo:
                 res['status'] = 'done before'

@@ -98,7 +98,7 @@ def miou(cm:torch.Tensor) -> float:
 # %% ../../nbs/45_eval.seg.ipynb #f1d3d272
 SEG_SETTINGS = {   # FCN-D8 (mmseg fcn_r50-d8): SGD momentum 0.9, wd 5e-4, poly decay (power 0.9), aux weight 0.4
     'test': dict(epochs=1, bs=8, lr=0.01, seeds=(0,)),
-    # chosen on validation scenes (results/dense/settings_val.jsonl): 4 epochs at lr 0.01 stayed near "all background"
+    # chosen on validation scenes (results/dense/settings_val.jsonl): 2-8 epochs stayed near "all background"
     'cpu':  dict(epochs=16, bs=16, lr=0.1, seeds=(0, 1, 2)),
     # real data (VOC12aug 512² crops 20k iterations; Cityscapes 769² crops 40k iterations), batch 16, lr 0.01
     'gpu':  dict(iters=20000, bs=16, lr=0.01, seeds=(0, 1, 2), crop=512),
