@@ -1,7 +1,7 @@
 """Shuffle-BN's cost, and a fused per-group BN tried against it (kept here as the record of a dropped change).
 
-MoCo and DenseCL encode each batch in `bn_groups` chunks, each its own BN batch (`ssl_learn.batchnorm.grouped`), so every
-convolution and BN runs at a fraction of the batch. The alternative timed here runs the encoder once over the whole
+MoCo and DenseCL encode each batch in `bn_groups` chunks, each its own BN batch (`ssl_learn.batchnorm.grouped`), so
+every convolution and BN runs at a fraction of the batch. The alternative timed here runs the encoder once over the whole
 batch with every BN layer normalising its groups in one call: the batch is rearranged so that the groups sit side by
 side in the channel dimension (a layout copy in and out, kept channels-last), and the running statistics are updated as
 if the groups had come one after another. It checks that outputs, gradients and running statistics agree with the
@@ -32,7 +32,8 @@ def main():
         N, C = x.shape[:2]; n = N // g; cl = x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last)
         if cl:
             H, W = x.shape[2:]
-            y = x.permute(0, 2, 3, 1).reshape(g, n, H, W, C).permute(1, 2, 3, 0, 4).reshape(n, H, W, g*C).permute(0, 3, 1, 2)
+            y = (x.permute(0, 2, 3, 1).reshape(g, n, H, W, C).permute(1, 2, 3, 0, 4).reshape(n, H, W, g*C)
+                 .permute(0, 3, 1, 2))
         else: y = x.reshape(g, n, C, *x.shape[2:]).transpose(0, 1).reshape(n, g*C, *x.shape[2:])
         rm, rv = torch.zeros(g*C), torch.ones(g*C)
         out = F.batch_norm(y, rm, rv, bn.weight.repeat(g), bn.bias.repeat(g), True, 1.0, bn.eps)

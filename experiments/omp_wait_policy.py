@@ -6,7 +6,8 @@ loop, 2 threads, running throughout; it stands for a benchmark or a test run bes
 Why it matters: `ssl_learn` sets OMP_WAIT_POLICY=PASSIVE on import unless the user set it (see ssl_learn/__init__.py).
 
 Usage (from the repository root):
-  python -m experiments.omp_wait_policy [--rounds 3] [--conditions quiet,loaded] [--out results/foundation/omp_wait_policy.json]
+  python -m experiments.omp_wait_policy [--rounds 3] [--conditions quiet,loaded]
+                                        [--out results/foundation/omp_wait_policy.json]
 Writes the JSON (medians, every round, provenance) and a Markdown table beside it. "quiet" means no competing process
 of this script's own; say in the note what else the machine ran.
 """

@@ -1,5 +1,5 @@
-"""`import ssl_learn` sets OpenMP's wait policy to PASSIVE unless the user chose one (results/foundation/omp_wait_policy.md
-has the measured reason)."""
+"""`import ssl_learn` sets OpenMP's wait policy to PASSIVE unless the user chose one
+(results/foundation/omp_wait_policy.md has the measured reason)."""
 import os, subprocess, sys
 from pathlib import Path
 
