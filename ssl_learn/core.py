@@ -10,6 +10,7 @@ import os, errno, json, math, numbers, random, platform, subprocess, tempfile, t
 from dataclasses import dataclass, replace
 from pathlib import Path
 import torch
+import ssl_learn
 # fastai imports torch.jit.script, which recent torch flags as deprecated on every import: not our users' concern
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*', category=FutureWarning)
 
@@ -177,7 +178,7 @@ def machine_info() -> dict:
     try: cpu = next(l.split(':',1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
     except Exception: pass
     info = dict(cpu=cpu, cores=os.cpu_count(), torch=str(torch.__version__), python=platform.python_version())
-    info['omp_wait_policy'] = os.environ.get('OMP_WAIT_POLICY', 'unset')   # see ssl_learn/__init__.py
+    info['omp_wait_policy'] = ssl_learn.omp_wait_policy   # what OpenMP was started with (ssl_learn/__init__.py)
     if torch.cuda.is_available(): info['gpu'] = torch.cuda.get_device_name(0)
     return info
 

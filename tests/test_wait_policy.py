@@ -18,3 +18,12 @@ def test_import_sets_passive_when_unset():
 
 def test_a_users_choice_is_kept():
     assert _policy_after_import('ACTIVE') == 'ACTIVE'
+
+def test_torch_first_is_left_alone_and_said():
+    "Set after torch has loaded OpenMP, the variable would change nothing here: it is not set, and the record says why."
+    env = {k: v for k, v in os.environ.items() if k != 'OMP_WAIT_POLICY'}
+    r = subprocess.run([sys.executable, '-c', "import os, torch, ssl_learn; from ssl_learn.core import machine_info; "
+                        "print(os.environ.get('OMP_WAIT_POLICY'), '|', machine_info()['omp_wait_policy'])"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == 'None | unset (torch was loaded before ssl_learn)'
