@@ -4,10 +4,6 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TIER ?= cpu
 OUT ?= runs/demo
-# OpenMP threads sleep rather than spin while waiting: on a shared machine spinning costs several times the wall time
-# (results/foundation/omp_wait_policy.md); the notebooks under nbdev-test may load torch before ssl_learn sets it
-OMP_WAIT_POLICY ?= PASSIVE
-export OMP_WAIT_POLICY
 
 .PHONY: setup run test lint nbtest pytest export clean-nbs readme bench docs docs-setup docs-check
 
@@ -18,9 +14,10 @@ run: setup
 	$(BIN)/ssl_learn demo --tier $(TIER) --out $(OUT)
 
 test: setup lint
-	# two notebooks at a time, one thread each: two 2-thread processes on 2 cores fight over them
-	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
-	$(BIN)/python -m pytest -q tests
+	# two notebooks at a time, one thread each: two 2-thread processes on 2 cores fight over them; OpenMP threads
+	# sleep rather than spin while they wait, as the jobs share the cores (results/foundation/omp_wait_policy.md)
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(BIN)/nbdev-test --n-workers 2
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(BIN)/python -m pytest -q tests
 
 # the exported package: 120 columns, no unused imports or undefined names (settings in pyproject.toml)
 lint: setup

@@ -3,7 +3,8 @@ ResNet-18, width 16, batch 256, 2 threads) in a fresh process under OMP_WAIT_POL
 threads spin while waiting), ACTIVE and PASSIVE, in alternating rounds, with and without a competing process (the same
 loop, 2 threads, running throughout; it stands for a benchmark or a test run beside the job).
 
-Why it matters: `ssl_learn` sets OMP_WAIT_POLICY=PASSIVE on import unless the user set it (see ssl_learn/__init__.py).
+Why it matters: on 2 cores the policy decides how much two jobs slow each other (see ssl_learn/__init__.py and the
+Makefile's test target).
 
 Usage (from the repository root):
   python -m experiments.omp_wait_policy [--rounds 3] [--conditions quiet,loaded]
