@@ -17,7 +17,6 @@ from pathlib import Path
 
 LOOP = r'''
 import torch, torch.nn.functional as F, sys
-sys.path.insert(0, '.')
 from ssl_learn.models import resnet18
 torch.manual_seed(0)
 m = resnet18(in_chans=1, width=16).to(memory_format=torch.channels_last); head = torch.nn.Linear(128, 10)

@@ -6,7 +6,7 @@ Docs: https://ssl-learn.github.io/ssl_learn/bench.run.html.md"""
 
 # %% ../../nbs/50_bench.run.ipynb #8fd6b69a
 from __future__ import annotations
-import json, os, shutil, signal, subprocess, sys, time
+import json, os, shutil, signal, subprocess, sys, time, warnings
 from pathlib import Path
 import torch
 from ..core import get_tier, provenance, atomic_save, Tier
@@ -187,7 +187,10 @@ def pretrain(method:str, tier:str='cpu', data:str='fmnist', runs='runs', out='re
         status = 'trained'
     td.mkdir(parents=True, exist_ok=True)
     shutil.copy(tj, td/f'{method}.json')
-    keep_backbone(d/'backbone.pth', kept)          # always: the kept copy must be the run its record describes
+    try: keep_backbone(d/'backbone.pth', kept)     # always: the kept copy must be the run its record describes
+    except Exception as e:                         # not a checkpoint torch can read: the run stands, unkept
+        kept.unlink(missing_ok=True)
+        warnings.warn(f"{method}: {d/'backbone.pth'} could not be kept in {kept} ({type(e).__name__}: {str(e)[:200]})")
     return dict(status=status, backbone=str(d/'backbone.pth'), **train_summary(tj))
 
 def eval_worker(job:dict):
