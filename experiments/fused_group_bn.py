@@ -1,4 +1,4 @@
-"""Shuffle-BN's cost, and a fused per-group BN tried against it (kept here as the record of a dropped change).
+"""Shuffle-BN's cost, and a fused per-group BN timed against it (the prototype of `ssl_learn.batchnorm.fused_bn`).
 
 MoCo and DenseCL encode each batch in `bn_groups` chunks, each its own BN batch (`ssl_learn.batchnorm.grouped`), so
 every convolution and BN runs at a fraction of the batch. The alternative timed here runs the encoder once over the whole

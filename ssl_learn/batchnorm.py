@@ -6,18 +6,78 @@ Docs: https://ssl-learn.github.io/ssl_learn/batchnorm.html.md"""
 
 # %% ../nbs/08_batchnorm.ipynb #7b02635f
 from __future__ import annotations
-import torch
+import contextlib
+import torch, torch.nn.functional as F
+from torch import nn
 
 # %% auto #0
-__all__ = ['grouped']
+__all__ = ['grouped', 'group_batch_norm', 'can_fuse', 'fused_bn']
 
 # %% ../nbs/08_batchnorm.ipynb #d5a45af1
-def grouped(f, x:torch.Tensor, groups:int, perm:torch.Tensor|None=None) -> torch.Tensor:
+def grouped(f, x:torch.Tensor, groups:int, perm:torch.Tensor|None=None, modules=None) -> torch.Tensor:
     """`f` applied to `groups` consecutive chunks of `x` (each its own BN batch); with `perm`, to `x[perm]`, the result
-    put back in `x`'s order."""
+    put back in `x`'s order. Given `modules` (what `f` runs), the chunks go through `f` in one call with their BN
+    layers grouped (`fused_bn`, below), where the batch splits evenly and every BN layer allows it."""
     if groups < 1: raise ValueError(f"grouped: groups must be ≥ 1, got {groups}")
     xs = x if perm is None else x[perm]
-    out = torch.cat([f(c) for c in xs.chunk(groups)]) if groups > 1 else f(xs)
+    if groups == 1: out = f(xs)
+    elif modules is not None and len(xs) % groups == 0 and can_fuse(modules):
+        with fused_bn(modules, groups): out = f(xs)
+    else: out = torch.cat([f(c) for c in xs.chunk(groups)])
     if perm is None: return out
     res = torch.empty_like(out); res[perm] = out
     return res
+
+# %% ../nbs/08_batchnorm.ipynb #282440ee
+def group_batch_norm(x:torch.Tensor, bn:nn.modules.batchnorm._BatchNorm, groups:int) -> torch.Tensor:
+    """`bn` (training mode) applied to `groups` equal consecutive chunks of `x` in one call; its running statistics
+    updated as if the chunks had come one after another."""
+    N, C = x.shape[:2]; n = N // groups
+    if n * groups != N: raise ValueError(f"group_batch_norm: a batch of {N} does not split into {groups} groups")
+    rest = x.shape[2:]
+    cl = x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last)
+    if cl:   # keep channels-last: groups are moved next to the channels, the innermost dimension
+        H, W = rest
+        y = (x.permute(0, 2, 3, 1).reshape(groups, n, H, W, C).permute(1, 2, 3, 0, 4).reshape(n, H, W, groups * C)
+             .permute(0, 3, 1, 2))
+    else: y = x.reshape(groups, n, C, *rest).transpose(0, 1).reshape(n, groups * C, *rest)
+    track = bn.running_mean is not None
+    rm = torch.zeros(groups * C, device=x.device, dtype=bn.running_mean.dtype) if track else None
+    rv = torch.ones_like(rm) if track else None
+    rep = lambda t: None if t is None else t.repeat(groups)
+    out = F.batch_norm(y, rm, rv, rep(bn.weight), rep(bn.bias), True, 1.0, bn.eps)   # momentum 1: the batch stats
+    if track:
+        with torch.no_grad():
+            for i in range(groups):
+                bn.running_mean.mul_(1 - bn.momentum).add_(rm[i * C:(i + 1) * C], alpha=bn.momentum)
+                bn.running_var.mul_(1 - bn.momentum).add_(rv[i * C:(i + 1) * C], alpha=bn.momentum)
+            bn.num_batches_tracked.add_(groups)
+    if cl:
+        return (out.permute(0, 2, 3, 1).reshape(n, H, W, groups, C).permute(3, 0, 1, 2, 4).reshape(N, H, W, C)
+                .permute(0, 3, 1, 2))
+    return out.reshape(n, groups, C, *rest).transpose(0, 1).reshape(x.shape)
+
+# %% ../nbs/08_batchnorm.ipynb #317e63a2
+_PLAIN_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+def _bns(modules):
+    ms = [modules] if isinstance(modules, nn.Module) else list(modules)
+    seen = {}
+    for m in ms:
+        for b in m.modules():
+            if isinstance(b, nn.modules.batchnorm._BatchNorm) and b.training: seen[id(b)] = b
+    return list(seen.values())
+
+def can_fuse(modules) -> bool:
+    "Whether every training-mode BN layer of `modules` can be grouped by `group_batch_norm`."
+    return all(type(b) in _PLAIN_BN and b.momentum is not None and 'forward' not in b.__dict__ for b in _bns(modules))
+
+@contextlib.contextmanager
+def fused_bn(modules, groups:int):
+    "Within the block, every training-mode BN layer of `modules` normalises `groups` chunks of its batch apart."
+    if not can_fuse(modules): raise ValueError("fused_bn: a BN layer here cannot be grouped (see can_fuse)")
+    bns = _bns(modules)
+    for b in bns: b.forward = lambda x, b=b: group_batch_norm(x, b, groups)
+    try: yield
+    finally:
+        for b in bns: del b.forward

@@ -195,14 +195,15 @@ def per_rank_groups(groups:int) -> int:
     "The BN groups of one rank when the global batch has `groups` of them (at least 1)."
     return max(1, groups // get_world_size())
 
-def shuffle_bn(f, x:torch.Tensor, groups:int=1, shuffle:bool=True) -> torch.Tensor:
+def shuffle_bn(f, x:torch.Tensor, groups:int=1, shuffle:bool=True, modules=None) -> torch.Tensor:
     """`f(x)` row by row, with BN batches taken from the global batch shuffled by the shared stream: each rank
-    encodes `groups` chunks of its slice of the shuffled batch; the outputs come back in `x`'s order."""
+    encodes `groups` chunks of its slice of the shuffled batch; the outputs come back in `x`'s order. `modules`: what
+    `f` runs, for `grouped`'s one-pass path."""
     if not is_distributed():
-        return grouped(f, x, groups, shared_randperm(len(x), x.device) if shuffle and groups > 1 else None)
+        return grouped(f, x, groups, shared_randperm(len(x), x.device) if shuffle and groups > 1 else None, modules)
     xa = gather(x)
     perm = shared_randperm(len(xa), x.device) if shuffle else torch.arange(len(xa), device=x.device)
-    ka = gather(grouped(f, rank_slice(xa[perm]), groups))
+    ka = gather(grouped(f, rank_slice(xa[perm]), groups, modules=modules))
     out = torch.empty_like(ka); out[perm] = ka
     return rank_slice(out)
 

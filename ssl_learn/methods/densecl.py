@@ -76,10 +76,11 @@ class DenseCL(SSLModel):
         pooled dense N×dim."""
         g = max(1, min(per_rank_groups(self.bn_groups), len(x1) // 2)) if self.training else 1
         c = self.backbone.stage_dims[self.dense_stage]
-        q = grouped(self.encode, x1, g)
+        q = grouped(self.encode, x1, g, modules=(self.backbone, self.head, self.dense_head))
         s = (q.shape[1] - self.dim) // (self.dim + c)
         with torch.no_grad():   # shuffle-BN: in one process over BN groups, under DDP across the ranks
-            k = shuffle_bn(lambda t: self.encode(t, key=True), x2, g, shuffle=self.training)
+            k = shuffle_bn(lambda t: self.encode(t, key=True), x2, g, shuffle=self.training,
+                           modules=(self.backbone_k, self.head_k, self.dense_head_k))
         return self._split(q, c, s), self._split(k, c, s)
 
     def loss_terms(self, pred) -> tuple:

@@ -43,9 +43,10 @@ class MoCo(SSLModel):
 
     def forward(self, x1:torch.Tensor, x2:torch.Tensor):
         g = self._groups(len(x1))
-        q = grouped(lambda c: self.head(self.backbone(c)), x1, g)
+        q = grouped(lambda c: self.head(self.backbone(c)), x1, g, modules=(self.backbone, self.head))
         with torch.no_grad():   # shuffle-BN: in one process over BN groups, under DDP across the ranks
-            k = shuffle_bn(lambda c: self.head_k(self.backbone_k(c)), x2, g, shuffle=self.training)
+            k = shuffle_bn(lambda c: self.head_k(self.backbone_k(c)), x2, g, shuffle=self.training,
+                           modules=(self.backbone_k, self.head_k))
         return F.normalize(q.float(), dim=1), F.normalize(k.float(), dim=1)
 
     def loss(self, pred:tuple, idx=None) -> torch.Tensor:
