@@ -127,6 +127,14 @@ def train_summary(path) -> dict:
                 peak_memory_mb=max((e.get('peak_memory_mb') or 0 for e in h), default=None) or None,
                 commit=d.get('commit'), machine=d.get('machine'), command=d.get('command'), time=d.get('time'))
 
+def _record_differs(got:dict, method:str, tier:Tier, data:str, present_only:bool=False) -> list:
+    """What a pre-training record `got` (a train.json) holds that is not `method` on `data` at `tier`; with
+    `present_only`, a field the record lacks is not held against it (the epochs always are)."""
+    if isinstance(got.get('data'), str): got = {**got, 'data': _data_key(got['data'])}
+    want = dict(method=method, data=_data_key(data), tier=tier.name, epochs=tier.epochs)
+    return [f"{k} {got.get(k)!r}, not {v!r}" for k, v in want.items()
+            if (not present_only or k in got or k == 'epochs') and got.get(k) != v]
+
 def _run_mismatch(d:Path, method:str, tier:Tier, data:str) -> str|None:
     """None when run folder `d` holds the finished pre-training of `method` on `data` at `tier`; '' when it holds no
     finished run; else what it holds instead."""
@@ -134,9 +142,7 @@ def _run_mismatch(d:Path, method:str, tier:Tier, data:str) -> str|None:
     if not (tj.exists() and (d/'backbone.pth').exists()): return ''
     try: got = json.loads(tj.read_text())
     except (OSError, ValueError) as e: return f"an unreadable train.json ({type(e).__name__})"
-    if isinstance(got.get('data'), str): got['data'] = _data_key(got['data'])
-    want = dict(method=method, data=_data_key(data), tier=tier.name, epochs=tier.epochs)
-    bad = [f"{k} {got.get(k)!r}, not {v!r}" for k, v in want.items() if (k in got or k == 'epochs') and got.get(k) != v]
+    bad = _record_differs(got, method, tier, data, present_only=True)
     return f"a finished run of {', '.join(bad)}" if bad else None
 
 def keep_backbone(src, dst) -> Path:
@@ -154,9 +160,7 @@ def _kept_mismatch(kept:Path, tj:Path, method:str, tier:Tier, data:str) -> str|N
     if not (kept.exists() and tj.exists()): return 'no kept backbone'
     try: got, meta = json.loads(tj.read_text()), torch.load(kept, map_location='cpu', weights_only=True)['meta']
     except Exception as e: return f"unreadable ({type(e).__name__})"
-    if isinstance(got.get('data'), str): got['data'] = _data_key(got['data'])
-    want = dict(method=method, data=_data_key(data), tier=tier.name, epochs=tier.epochs)
-    bad = [f"{k} {got.get(k)!r}, not {v!r}" for k, v in want.items() if got.get(k) != v]
+    bad = _record_differs(got, method, tier, data)
     if meta.get('time') != got.get('time'):
         bad.append(f"a backbone of {meta.get('time')} but a record of {got.get('time')}")
     return ', '.join(bad) or None
