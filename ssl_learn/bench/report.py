@@ -18,7 +18,8 @@ from .run import (BENCH_BASELINES, row_order, train_summary, bench_dir, find_res
 __all__ = ['TABLE_COLUMNS', 'HEADLINES', 'BENCH_PLOTS', 'MARGIN_TARGETS', 'CURVE_TIERS', 'load_eval_dir', 'protocol_table',
            'cost_table', 'load_bench', 'settings_notes', 'pretrain_table', 'bench_table', 'plot_stages',
            'plot_lowshot_curves', 'plot_time_accuracy', 'bench_compute_seconds', 'render', 'own_random', 'margins',
-           'margin_table', 'lightly_lines', 'method_report', 'curve_tier', 'learning_curve', 'plot_learning_curve']
+           'margin_table', 'lightly_lines', 'curve_tier', 'report_tier', 'method_report', 'learning_curve',
+           'plot_learning_curve']
 
 # %% ../../nbs/51_bench.report.ipynb #5922c91c
 def _col(protocol, **fields): return lambda r: is_row(r, protocol, **fields)
@@ -342,18 +343,32 @@ def lightly_lines(method:str, root='results/comparisons/lightly') -> list:
                                  f"{ms([c['theirs']['knn_top1'][k] for c in cs])}" for k in ks))
     return lines
 
-def method_report(method:str, root='results', baseline:str='random', lightly:bool=True, tier:str='cpu',
+CURVE_TIERS = ('zoo', 'cpu')   # the benchmark's tier first; the older cpu-tier run while the zoo run lacks the method
+
+def curve_tier(method:str, root='results', data:str='fmnist') -> str:
+    "The first of `CURVE_TIERS` whose benchmark has pre-trained `method` (the last one if none has)."
+    trained = lambda t: (bench_dir(find_results(root)/'bench', t, data)/'train'/f'{method}.json').exists()
+    return next((t for t in CURVE_TIERS if trained(t)), CURVE_TIERS[-1])
+
+def report_tier(method:str, root='results', data:str='fmnist') -> str:
+    """The first of `CURVE_TIERS` whose benchmark has protocol results for `method`; else `curve_tier` (where it was
+    pre-trained, its protocols still to come)."""
+    evaluated = lambda t: any((bench_dir(find_results(root)/'bench', t, data)/'eval').glob(f'{method}_*.json'))
+    return next((t for t in CURVE_TIERS if evaluated(t)), None) or curve_tier(method, root, data)
+
+def method_report(method:str, root='results', baseline:str='random', lightly:bool=True, tier:str|None=None,
                   data:str='fmnist') -> str:
-    """Markdown: `method`'s cpu-tier pre-training cost and kNN monitor, its protocol results beside `baseline` with the
-    gain in points, and the lightly comparison (a note when files are missing)."""
+    """Markdown: `method`'s pre-training cost and kNN monitor at `tier` (default: `report_tier`), its protocol results
+    beside `baseline` with the gain in points, and the lightly comparison (a note when files are missing)."""
+    tier = tier or report_tier(method, root, data)
     root = find_results(root); bd = bench_dir(root/'bench', tier, data); tr = bd/'train'/f'{method}.json'
     ev = load_eval_dir(bd/'eval') if (bd/'eval').exists() else {}
     if not tr.exists() and method not in ev:
-        return f"*No cpu-tier results for `{method}` yet: run `ssl_learn bench --tier cpu --methods {method}`.*"
+        return f"*No {tier}-tier results for `{method}` yet: run `ssl_learn bench --tier {tier} --methods {method}`.*"
     parts = []
     if tr.exists():
         t = json.loads(tr.read_text()); h = t.get('history', [])
-        parts.append(f"Pre-training: {t.get('n_pretrain')} images × {t.get('epochs')} epochs, {t.get('seconds'):.0f} "
+        parts.append(f"Pre-training at the **{tier}** tier: {t.get('n_pretrain')} images × {t.get('epochs')} epochs, {t.get('seconds'):.0f} "
                      "s; "
                      f"{', '.join(str(r['images_per_s']) for r in h)} images/s per epoch; peak memory "
                      f"{max([r['peak_memory_mb'] for r in h] or [0]):.0f} MB; "
@@ -376,13 +391,6 @@ def method_report(method:str, root='results', baseline:str='random', lightly:boo
     return '\n\n'.join(parts)
 
 # %% ../../nbs/51_bench.report.ipynb #0b34bb5a
-CURVE_TIERS = ('zoo', 'cpu')   # the benchmark's tier first; the older cpu-tier run while the zoo run lacks the method
-
-def curve_tier(method:str, root='results', data:str='fmnist') -> str:
-    "The first of `CURVE_TIERS` whose benchmark has pre-trained `method` (the last one if none has)."
-    trained = lambda t: (bench_dir(find_results(root)/'bench', t, data)/'train'/f'{method}.json').exists()
-    return next((t for t in CURVE_TIERS if trained(t)), CURVE_TIERS[-1])
-
 def learning_curve(method:str, root='results', tier:str|None=None, data:str='fmnist') -> dict|None:
     """`method`'s held-out kNN monitor per epoch from its bench pre-training (`train/<method>.json`) at `tier`
     (default: `curve_tier`): epochs, cumulative seconds, top-1, and the same monitor's figure for the random init;
