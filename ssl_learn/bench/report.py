@@ -368,8 +368,8 @@ def method_report(method:str, root='results', baseline:str='random', lightly:boo
     parts = []
     if tr.exists():
         t = json.loads(tr.read_text()); h = t.get('history', [])
-        parts.append(f"Pre-training at the **{tier}** tier: {t.get('n_pretrain')} images × {t.get('epochs')} epochs, {t.get('seconds'):.0f} "
-                     "s; "
+        parts.append(f"Pre-training at the **{tier}** tier: {t.get('n_pretrain')} images × {t.get('epochs')} epochs, "
+                     f"{t.get('seconds'):.0f} s; "
                      f"{', '.join(str(r['images_per_s']) for r in h)} images/s per epoch; peak memory "
                      f"{max([r['peak_memory_mb'] for r in h] or [0]):.0f} MB; "
                      f"kNN monitor (k=20, held-out) per epoch: {', '.join(str(r.get('knn20')) for r in h)} (commit "
