@@ -78,3 +78,30 @@ def test_metrics_fail_when_wrong():
     T = [dict(boxes=torch.tensor([[0., 0, 10, 10]]), labels=torch.tensor([1]), difficult=torch.tensor([False]))]
     P = lambda b: [dict(boxes=torch.tensor([b]), labels=torch.tensor([1]), scores=torch.tensor([1.]))]
     assert voc_eval(P([0., 0, 10, 10]), T, 1)[0] == 1 and voc_eval(P([6., 6, 16, 16]), T, 1)[0] == 0
+
+
+@pytest.mark.parametrize('protocol', ['det', 'inst'])
+def test_detection_seeds_resume_from_the_store(tiny, tmp_path, monkeypatch, protocol):
+    "Under seed_store a finished seed is taken back (nothing trained, same rows); other settings train again."
+    import ssl_learn.eval.det as det
+    from ssl_learn.eval.seg import seed_store
+    fn, data, kw = ((det_eval, tiny['voc'], dict(proposals=10)) if protocol == 'det' else
+                    (inst_eval, tiny['coco'], dict(proposals=10, channels=16, fc=32, mask_channels=16)))
+    kw.update(ONE, seeds=(0, 1)); bb = resnet18(**BB)
+    with seed_store(tmp_path): first = fn(bb, *data, **kw)
+    assert sorted(f.name for f in tmp_path.iterdir()) == [f'{protocol}_seed0.json', f'{protocol}_seed1.json']
+    def refuse(*a, **k): raise AssertionError('trained again')
+    monkeypatch.setattr(det, 'train_detector', refuse)
+    with seed_store(tmp_path): again = fn(bb, *data, **kw)
+    fig = lambda rows: [(r['metric'], r['values'], r['seconds']) for r in rows]
+    assert fig(again) == fig(first)
+    with seed_store(tmp_path), pytest.raises(AssertionError, match='trained again'): fn(bb, *data, **dict(kw, lr=0.02))
+
+
+def test_bench_eval_worker_keeps_dense_seeds(tmp_path):
+    "The benchmark's evaluation process runs the dense protocols under a seed store beside its results."
+    from ssl_learn.bench.run import eval_worker
+    ev = tmp_path/'eval'; ev.mkdir()
+    eval_worker(dict(name='random', spec='random', protocols=['seg'], tier='test', data='fmnist', ev=str(ev),
+                     settings='test', pretrain=None, command='test'))
+    assert (ev/'random_seg.json').exists() and (ev/'.seeds/random/seg_seed0.json').exists()

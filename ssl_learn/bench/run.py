@@ -12,6 +12,7 @@ import torch
 from ..core import get_tier, provenance, atomic_save, Tier
 from ..method import list_methods
 from ..eval.protocols import parse_protocols, evaluate, PROTOCOL_SETTINGS, PIXEL_PROTOCOLS, BASELINES
+from ..eval.seg import seed_store
 
 # %% auto #0
 __all__ = ['BENCH_BASELINES', 'BENCH_TIER', 'ZOO_ORDER', 'row_order', 'bench_methods', 'bench_settings', 'bench_dir', 'run_dir',
@@ -199,7 +200,7 @@ def pretrain(method:str, tier:str='cpu', data:str='fmnist', runs='runs', out='re
 
 def eval_worker(job:dict):
     """Run by `run_protocols` in its own process: `job['protocols']` for one backbone, sharing features, each protocol's
-    JSON written as it finishes."""
+    JSON written as it finishes; the dense protocols keep each finished seed in `<eval>/.seeds/<name>/`."""
     ev = Path(job['ev']); prov = {k: v for k, v in provenance().items() if k != 'command'}
     def done(p, rows, dt, err):
         if err is not None: print(f"FAILED {p}: {type(err).__name__}: {err}", flush=True); return
@@ -209,8 +210,9 @@ def eval_worker(job:dict):
                                               process=f"one process for {', '.join(job['protocols'])}, "
                                                       "features shared"))
         atomic_save(d, ev/f"{job['name']}_{p}.json"); print(f"done {p} {dt:.1f}", flush=True)
-    evaluate(job['spec'], ','.join(job['protocols']), job['data'], job['tier'], settings=job['settings'],
-             on_result=done, keep_going=True, size=job.get('size'), on_error=job.get('on_error', 'raise'))
+    with seed_store(ev/'.seeds'/job['name']):   # a dense protocol's finished seeds survive an interruption
+        evaluate(job['spec'], ','.join(job['protocols']), job['data'], job['tier'], settings=job['settings'],
+                 on_result=done, keep_going=True, size=job.get('size'), on_error=job.get('on_error', 'raise'))
 
 def run_protocols(name:str, spec:str, protocols:list, tier:str, data:str, ev, settings:str,
                   pretrain_info:dict|None=None, bench_command:str='', size:int|None=None, on_error:str='raise') -> dict:

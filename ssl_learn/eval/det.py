@@ -24,7 +24,7 @@ from fastprogress.fastprogress import progress_bar
 from ..core import default_device, set_seed, peak_memory_mb
 from ..data import ImageData
 from ..scenes import Scenes
-from .seg import dense_backbone, stage_strides, confusion, miou
+from .seg import dense_backbone, stage_strides, confusion, miou, run_key, per_seed
 
 # %% auto #0
 __all__ = ['DET_MODEL', 'DET_SETTINGS', 'StageFeatures', 'Res5Head', 'c4_faster_rcnn', 'FPNFeatures', 'fpn_mask_rcnn', 'voc_ap',
@@ -260,7 +260,9 @@ def _rows(protocol, setting, per_seed:list, seeds, classes, t0, device, keys):
                  values=v, seeds=list(seeds))
         if per_key: r['per_class'] = dict(zip(classes, (100*np.nanmean([s[per_key] for s in per_seed], 0)).tolist()))
         rows.append(r)
-    for r in rows: r.update(seconds=round(time.time() - t0, 1), peak_memory_mb=round(peak_memory_mb(device), 1))
+    secs = sum(s.get('seconds') or 0 for s in per_seed) if per_seed and all('seconds' in s for s in per_seed) \
+        else time.time() - t0   # the seeds' own time, those taken back from a `seed_store` included
+    for r in rows: r.update(seconds=round(secs, 1), peak_memory_mb=round(peak_memory_mb(device), 1))
     return rows
 
 def det_eval(backbone, train:Scenes, test:Scenes, epochs:int=3, bs:int=8, lr:float=0.01, seeds=(0, 1, 2),
@@ -268,14 +270,16 @@ def det_eval(backbone, train:Scenes, test:Scenes, epochs:int=3, bs:int=8, lr:flo
     """The detection protocol: Faster R-CNN R-C4 fine-tuned on `train`; VOC07 11-point AP50 (difficult objects
     ignored) and COCO AP, AP75 on `test`, mean ± std over `seeds`: three result rows."""
     dense_backbone(backbone, 'a detection head')
-    seeds = (seeds,) if isinstance(seeds, int) else tuple(seeds); t0, res = time.time(), []
-    for s in seeds:
+    seeds = (seeds,) if isinstance(seeds, int) else tuple(seeds); t0 = time.time()
+    key = run_key(backbone, train, test, protocol='det', epochs=epochs, bs=bs, lr=lr, proposals=proposals)
+    def one(s):
         set_seed(s)
         m = c4_faster_rcnn(backbone, len(train.classes), train.images.shape[-1], rpn_post_nms_top_n_test=proposals)
         m = train_detector(m, train, epochs, bs, lr, seed=s, device=device, progress=progress)
         p = predict_det(m, test, device=device)
         ap = voc_eval(p, test.targets, len(train.classes)); c = coco_eval(p, test, 'bbox')
-        res.append(dict(AP50=float(np.nanmean(ap)), per50=ap.tolist(), AP=c['AP'], AP75=c['AP75']))
+        return dict(AP50=float(np.nanmean(ap)), per50=ap.tolist(), AP=c['AP'], AP75=c['AP75'])
+    res = [per_seed('det', s, key, lambda: one(s)) for s in seeds]
     return _rows('det', 'FasterRCNN-C4', res, seeds, train.classes, t0, device,
                  dict(AP50=('AP50 (VOC07)', 'per50'), AP=('AP', None), AP75=('AP75', None)))
 
@@ -285,16 +289,19 @@ def inst_eval(backbone, train:Scenes, test:Scenes, epochs:int=3, bs:int=8, lr:fl
     """The instance-segmentation protocol: Mask R-CNN R-FPN fine-tuned on `train` (scenes with masks, as read from
     COCO); box and mask AP, AP50, AP75 on `test` by pycocotools, mean ± std over `seeds`: six result rows."""
     dense_backbone(backbone, 'a detection head')
-    seeds = (seeds,) if isinstance(seeds, int) else tuple(seeds); t0, res = time.time(), []
-    for s in seeds:
+    seeds = (seeds,) if isinstance(seeds, int) else tuple(seeds); t0 = time.time()
+    key = run_key(backbone, train, test, protocol='inst', epochs=epochs, bs=bs, lr=lr, proposals=proposals,
+                  channels=channels, fc=fc, mask_channels=mask_channels)
+    def one(s):
         set_seed(s)
         m = fpn_mask_rcnn(backbone, len(train.classes), train.images.shape[-1], channels, fc, mask_channels,
                           rpn_post_nms_top_n_test=proposals)
         m = train_detector(m, train, epochs, bs, lr, seed=s, device=device, progress=progress, masks=True)
         p = predict_det(m, test, device=device)
         b, k = coco_eval(p, test, 'bbox'), coco_eval(p, test, 'segm')
-        res.append(dict(bAP=b['AP'], bAP50=b['AP50'], bAP75=b['AP75'], mAP=k['AP'], mAP50=k['AP50'], mAP75=k['AP75'],
-                        per=k['per_class']))
+        return dict(bAP=b['AP'], bAP50=b['AP50'], bAP75=b['AP75'], mAP=k['AP'], mAP50=k['AP50'], mAP75=k['AP75'],
+                    per=k['per_class'])
+    res = [per_seed('inst', s, key, lambda: one(s)) for s in seeds]
     return _rows('inst', 'MaskRCNN-FPN', res, seeds, train.classes, t0, device,
                  dict(bAP=('box AP', None), bAP50=('box AP50', None), bAP75=('box AP75', None),
                       mAP=('mask AP', 'per'), mAP50=('mask AP50', None), mAP75=('mask AP75', None)))

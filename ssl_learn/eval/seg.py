@@ -6,19 +6,20 @@ Docs: https://ssl-learn.github.io/ssl_learn/eval.seg.html.md"""
 
 # %% ../../nbs/45_eval.seg.ipynb #a5959fe5
 from __future__ import annotations
-import copy, time
+import contextlib, copy, hashlib, json, time
+from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 from torch import nn
 from torchvision.models.segmentation.fcn import FCNHead
 from fastprogress.fastprogress import progress_bar
-from ..core import default_device, set_seed, peak_memory_mb
+from ..core import default_device, set_seed, peak_memory_mb, atomic_save
 from ..models import ResNet
 from ..vit import ViT
 from ..scenes import Scenes, IGNORE
 
 # %% auto #0
 __all__ = ['STEM_STRIDE', 'VIT_NA', 'SEG_SETTINGS', 'dense_backbone', 'stage_strides', 'dilate', 'FCN', 'confusion',
-           'iou_from_confusion', 'miou', 'train_fcn', 'predict_seg', 'seg_eval']
+           'iou_from_confusion', 'miou', 'train_fcn', 'predict_seg', 'seed_store', 'run_key', 'per_seed', 'seg_eval']
 
 # %% ../../nbs/45_eval.seg.ipynb #8607c05f
 STEM_STRIDE = dict(imagenet=4, small=2, cifar=1)   # a ResNet's stride before layer1
@@ -134,19 +135,58 @@ def predict_seg(model:FCN, scenes:Scenes, bs:int=32, device=None) -> torch.Tenso
     device = default_device(device); model.eval()
     return torch.cat([model(scenes.images[i:i+bs].to(device)).argmax(1).cpu() for i in range(0, len(scenes), bs)])
 
+_SEED_STORE = None   # a folder while `seed_store` is active
+
+@contextlib.contextmanager
+def seed_store(path):
+    """Within the block, each dense protocol keeps every finished seed's figures in `path` (one JSON per protocol and
+    seed, keyed by the backbone's weights, the settings and the scenes) and takes them back instead of training
+    again: an interrupted three-seed run resumes at the seed it was on."""
+    global _SEED_STORE
+    old, _SEED_STORE = _SEED_STORE, Path(path)
+    try: yield Path(path)
+    finally: _SEED_STORE = old
+
+def run_key(backbone, train:Scenes, test:Scenes, **settings) -> str:
+    "A short hash of `backbone`'s weights and buffers, the protocol's `settings` and both scene sets."
+    h = hashlib.sha1()
+    for k, v in backbone.state_dict().items():
+        h.update(k.encode()); h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    h.update(repr(sorted((k, str(v)) for k, v in settings.items())).encode())
+    for sc in (train, test): h.update(sc.images.contiguous().numpy().tobytes()); h.update(sc.semantic.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+def per_seed(protocol:str, seed:int, key:str, compute) -> dict:
+    """One seed's figures (a JSON-able dict, with the `seconds` it took): `compute()`, or under `seed_store` the
+    stored figures of the same `key`."""
+    f = None if _SEED_STORE is None else _SEED_STORE/f'{protocol}_seed{seed}.json'
+    if f is not None and f.exists():
+        try:
+            d = json.loads(f.read_text())
+            if d.get('key') == key: return d['result']
+        except (OSError, ValueError): pass            # unreadable: computed again
+    t = time.time(); r = dict(compute(), seconds=None); r['seconds'] = round(time.time() - t, 1)
+    if f is not None: atomic_save(dict(key=key, protocol=protocol, seed=seed, result=r), f)
+    return r
+
 def seg_eval(backbone, train:Scenes, test:Scenes, epochs:int=4, bs:int=16, lr:float=0.01, seeds=(0, 1, 2),
              output_stride:int=8, device=None, progress:bool=False, **_) -> list:
     """The semantic-segmentation protocol: FCN-D`output_stride` fine-tuned on `train`, mIoU on `test` from one
-    confusion matrix over the whole test set (255 ignored), mean ± std over `seeds`; one result row."""
+    confusion matrix over the whole test set (255 ignored), mean ± std over `seeds`; one result row. `seconds` is the
+    training and scoring time of the seeds, those taken back from a `seed_store` included."""
     bb = dense_backbone(backbone, 'a segmentation head')
     k = len(train.classes) + 1
-    t0, ious, cms = time.time(), [], []
-    for s in ((seeds,) if isinstance(seeds, int) else seeds):
+    seeds = (seeds,) if isinstance(seeds, int) else tuple(seeds)
+    key = run_key(bb, train, test, protocol='seg', epochs=epochs, bs=bs, lr=lr, output_stride=output_stride)
+    def one(s):
         m = train_fcn(bb, train, k, epochs, bs, lr, output_stride=output_stride, seed=s, device=device,
                       progress=progress)
-        cm = confusion(predict_seg(m, test, device=device), test.semantic, k); cms.append(cm); ious.append(miou(cm))
-    per = iou_from_confusion(sum(cms)).tolist()
+        cm = confusion(predict_seg(m, test, device=device), test.semantic, k)
+        return dict(iou=float(miou(cm)), cm=cm.tolist())
+    res = [per_seed('seg', s, key, lambda: one(s)) for s in seeds]
+    ious = [r['iou'] for r in res]
+    per = iou_from_confusion(sum(torch.tensor(r['cm']) for r in res)).tolist()
     return [dict(protocol='seg', setting=f'FCN-D{output_stride}', metric='mIoU', value=100*float(np.mean(ious)),
                  std=100*float(np.std(ious)), values=[100*v for v in ious], seeds=list(seeds),
                  per_class={c: 100*v for c, v in zip(['background'] + list(train.classes), per)},
-                 seconds=round(time.time() - t0, 1), peak_memory_mb=round(peak_memory_mb(device), 1))]
+                 seconds=round(sum(r['seconds'] for r in res), 1), peak_memory_mb=round(peak_memory_mb(device), 1))]
