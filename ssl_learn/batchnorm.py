@@ -21,7 +21,7 @@ def grouped(f, x:torch.Tensor, groups:int, perm:torch.Tensor|None=None, modules=
     if groups < 1: raise ValueError(f"grouped: groups must be ≥ 1, got {groups}")
     xs = x if perm is None else x[perm]
     if groups == 1: out = f(xs)
-    elif modules is not None and len(xs) % groups == 0 and can_fuse(modules):
+    elif modules is not None and len(xs) % groups == 0 and can_fuse(modules := _modules(modules)):
         with fused_bn(modules, groups): out = f(xs)
     else: out = torch.cat([f(c) for c in xs.chunk(groups)])
     if perm is None: return out
@@ -30,8 +30,8 @@ def grouped(f, x:torch.Tensor, groups:int, perm:torch.Tensor|None=None, modules=
 
 # %% ../nbs/08_batchnorm.ipynb #282440ee
 def group_batch_norm(x:torch.Tensor, bn:nn.modules.batchnorm._BatchNorm, groups:int) -> torch.Tensor:
-    """`bn` (training mode) applied to `groups` equal consecutive chunks of `x` in one call; its running statistics
-    updated as if the chunks had come one after another."""
+    """`bn`, normalising with batch statistics, applied to `groups` equal consecutive chunks of `x` in one call; its
+    running statistics (when it keeps them) updated as if the chunks had come one after another."""
     N, C = x.shape[:2]; n = N // groups
     if n * groups != N: raise ValueError(f"group_batch_norm: a batch of {N} does not split into {groups} groups")
     rest = x.shape[2:]
@@ -41,7 +41,7 @@ def group_batch_norm(x:torch.Tensor, bn:nn.modules.batchnorm._BatchNorm, groups:
         y = (x.permute(0, 2, 3, 1).reshape(groups, n, H, W, C).permute(1, 2, 3, 0, 4).reshape(n, H, W, groups * C)
              .permute(0, 3, 1, 2))
     else: y = x.reshape(groups, n, C, *rest).transpose(0, 1).reshape(n, groups * C, *rest)
-    track = bn.running_mean is not None
+    track = bn.training and bn.track_running_stats and bn.running_mean is not None   # native BN's rule for updating
     rm = torch.zeros(groups * C, device=x.device, dtype=bn.running_mean.dtype) if track else None
     rv = torch.ones_like(rm) if track else None
     rep = lambda t: None if t is None else t.repeat(groups)
@@ -60,21 +60,29 @@ def group_batch_norm(x:torch.Tensor, bn:nn.modules.batchnorm._BatchNorm, groups:
 # %% ../nbs/08_batchnorm.ipynb #317e63a2
 _PLAIN_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
+def _modules(modules) -> list:
+    "`modules` (a module, or an iterable of them, a generator included) as a list."
+    return [modules] if isinstance(modules, nn.Module) else list(modules)
+
 def _bns(modules):
-    ms = [modules] if isinstance(modules, nn.Module) else list(modules)
+    "The BN layers of `modules` that normalise with batch statistics: in training mode, or without running statistics."
     seen = {}
-    for m in ms:
+    for m in _modules(modules):
         for b in m.modules():
-            if isinstance(b, nn.modules.batchnorm._BatchNorm) and b.training: seen[id(b)] = b
+            if isinstance(b, nn.modules.batchnorm._BatchNorm) and (b.training or b.running_mean is None):
+                seen[id(b)] = b
     return list(seen.values())
 
 def can_fuse(modules) -> bool:
-    "Whether every training-mode BN layer of `modules` can be grouped by `group_batch_norm`."
+    "Whether every BN layer of `modules` that uses batch statistics can be grouped by `group_batch_norm`."
     return all(type(b) in _PLAIN_BN and b.momentum is not None and 'forward' not in b.__dict__ for b in _bns(modules))
 
 @contextlib.contextmanager
 def fused_bn(modules, groups:int):
-    "Within the block, every training-mode BN layer of `modules` normalises `groups` chunks of its batch apart."
+    """Within the block, every BN layer of `modules` that uses batch statistics normalises `groups` chunks of its
+    batch apart. Outputs, gradients and running statistics are those of the chunks run one after another, for BN layers
+    called once per forward pass (one called twice would see its running-average updates in another order)."""
+    modules = _modules(modules)
     if not can_fuse(modules): raise ValueError("fused_bn: a BN layer here cannot be grouped (see can_fuse)")
     bns = _bns(modules)
     for b in bns: b.forward = lambda x, b=b: group_batch_norm(x, b, groups)

@@ -100,8 +100,15 @@ def test_detection_seeds_resume_from_the_store(tiny, tmp_path, monkeypatch, prot
 
 def test_bench_eval_worker_keeps_dense_seeds(tmp_path):
     "The benchmark's evaluation process runs the dense protocols under a seed store beside its results."
+    import json
     from ssl_learn.bench.run import eval_worker
     ev = tmp_path/'eval'; ev.mkdir()
-    eval_worker(dict(name='random', spec='random', protocols=['seg'], tier='test', data='fmnist', ev=str(ev),
-                     settings='test', pretrain=None, command='test'))
-    assert (ev/'random_seg.json').exists() and (ev/'.seeds/random/seg_seed0.json').exists()
+    job = dict(name='random', spec='random', protocols=['seg'], tier='test', data='fmnist', ev=str(ev),
+               settings='test', pretrain=None, command='test')
+    eval_worker(job)
+    f = ev/'.seeds/random/seg_seed0.json'
+    assert (ev/'random_seg.json').exists() and f.exists()
+    d = json.loads(f.read_text()); d['result']['iou'] = 0.123456; f.write_text(json.dumps(d))   # mark the stored seed
+    value = lambda: json.loads((ev/'random_seg.json').read_text())['rows'][0]['value']
+    eval_worker(job); assert value() == pytest.approx(12.3456)                  # taken back
+    eval_worker(dict(job, force=True)); assert value() != pytest.approx(12.3456)  # --force: trained again

@@ -393,9 +393,9 @@ def method_report(method:str, root='results', baseline:str='random', lightly:boo
 # %% ../../nbs/51_bench.report.ipynb #0b34bb5a
 def learning_curve(method:str, root='results', tier:str|None=None, data:str='fmnist') -> dict|None:
     """`method`'s held-out kNN monitor per epoch from its bench pre-training (`train/<method>.json`) at `tier`
-    (default: `curve_tier`): epochs, cumulative seconds, top-1, and the same monitor's figure for the random init;
-    None without a file."""
-    tier = tier or curve_tier(method, root, data)
+    (default: `report_tier`, the tier of the method's report): epochs, cumulative seconds, top-1, and the same
+    monitor's figure for the random init; None without a file."""
+    tier = tier or report_tier(method, root, data)
     f = bench_dir(find_results(root)/'bench', tier, data)/'train'/f'{method}.json'
     if not f.exists(): return None
     t = json.loads(f.read_text()); h = [r for r in t.get('history', []) if r.get('knn20') is not None]

@@ -200,7 +200,8 @@ def pretrain(method:str, tier:str='cpu', data:str='fmnist', runs='runs', out='re
 
 def eval_worker(job:dict):
     """Run by `run_protocols` in its own process: `job['protocols']` for one backbone, sharing features, each protocol's
-    JSON written as it finishes; the dense protocols keep each finished seed in `<eval>/.seeds/<name>/`."""
+    JSON written as it finishes; the dense protocols keep each finished seed in `<eval>/.seeds/<name>/` (emptied first
+    when the job says `force`)."""
     ev = Path(job['ev']); prov = {k: v for k, v in provenance().items() if k != 'command'}
     def done(p, rows, dt, err):
         if err is not None: print(f"FAILED {p}: {type(err).__name__}: {err}", flush=True); return
@@ -210,16 +211,19 @@ def eval_worker(job:dict):
                                               process=f"one process for {', '.join(job['protocols'])}, "
                                                       "features shared"))
         atomic_save(d, ev/f"{job['name']}_{p}.json"); print(f"done {p} {dt:.1f}", flush=True)
-    with seed_store(ev/'.seeds'/job['name']):   # a dense protocol's finished seeds survive an interruption
+    store = ev/'.seeds'/job['name']                # a dense protocol's finished seeds survive an interruption
+    if job.get('force'): shutil.rmtree(store, ignore_errors=True)   # --force: nothing taken back
+    with seed_store(store):
         evaluate(job['spec'], ','.join(job['protocols']), job['data'], job['tier'], settings=job['settings'],
                  on_result=done, keep_going=True, size=job.get('size'), on_error=job.get('on_error', 'raise'))
 
 def run_protocols(name:str, spec:str, protocols:list, tier:str, data:str, ev, settings:str,
-                  pretrain_info:dict|None=None, bench_command:str='', size:int|None=None, on_error:str='raise') -> dict:
+                  pretrain_info:dict|None=None, bench_command:str='', size:int|None=None, on_error:str='raise',
+                  force:bool=False) -> dict:
     "Run `protocols` for backbone `spec` in one `eval_worker` process (features shared); {protocol: status dict}."
     ev = Path(ev); t0 = time.time()
     job = dict(name=name, spec=str(spec), protocols=list(protocols), tier=tier, data=data, ev=str(ev), size=size,
-               on_error=on_error,
+               on_error=on_error, force=force,
                settings=settings,
                pretrain={k: v for k, v in (pretrain_info or {}).items() if k != 'status'} or None,
                command=bench_command)
@@ -331,7 +335,7 @@ def bench(tier:str=BENCH_TIER, methods='all', protocols='all', out='results/benc
             for p, why in rerun.items(): print(f"{name} {p}: {why}: re-running", flush=True)
             if rerun: res['rerun'] = rerun
             todo = list(todo)
-            res.update(run_protocols(name, spec, todo, tier_.name, data, ev, sname, info, cmd, size, on_error))
+            res.update(run_protocols(name, spec, todo, tier_.name, data, ev, sname, info, cmd, size, on_error, force))
             for p in todo:
                 r = res[p]
                 if r['status'] == 'failed':

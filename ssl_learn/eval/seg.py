@@ -147,13 +147,30 @@ def seed_store(path):
     try: yield Path(path)
     finally: _SEED_STORE = old
 
-def run_key(backbone, train:Scenes, test:Scenes, **settings) -> str:
-    "A short hash of `backbone`'s weights and buffers, the protocol's `settings` and both scene sets."
+def _code_version() -> str:
+    "A hash of the dense protocols' source (this module, `eval.det`, `scenes`, `models`): a change of code is a new key."
+    import importlib, inspect
     h = hashlib.sha1()
-    for k, v in backbone.state_dict().items():
-        h.update(k.encode()); h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    for m in ('ssl_learn.eval.seg', 'ssl_learn.eval.det', 'ssl_learn.scenes', 'ssl_learn.models'):
+        h.update(inspect.getsource(importlib.import_module(m)).encode())
+    return h.hexdigest()
+
+def _tensor_bytes(h, t):
+    if t is None: h.update(b'None'); return
+    t = torch.as_tensor(t).detach().cpu().contiguous()
+    h.update(f'{t.dtype}{tuple(t.shape)}'.encode()); h.update(t.view(-1).view(torch.uint8).numpy().tobytes())
+
+def run_key(backbone, train:Scenes, test:Scenes, **settings) -> str:
+    """A short hash of what a seed's figures depend on: `backbone`'s type, config, weights and buffers, the protocol's
+    `settings`, both scene sets (images, semantic maps, every target), and the dense protocols' source code."""
+    h = hashlib.sha1(_code_version().encode())
+    h.update(f"{type(backbone).__name__} {getattr(backbone, 'config', None)!r}".encode())
+    for k, v in backbone.state_dict().items(): h.update(k.encode()); _tensor_bytes(h, v)
     h.update(repr(sorted((k, str(v)) for k, v in settings.items())).encode())
-    for sc in (train, test): h.update(sc.images.contiguous().numpy().tobytes()); h.update(sc.semantic.numpy().tobytes())
+    for sc in (train, test):
+        _tensor_bytes(h, sc.images); _tensor_bytes(h, sc.semantic)
+        for t in sc.targets:
+            for k in sorted(t): h.update(k.encode()); _tensor_bytes(h, t[k])
     return h.hexdigest()[:16]
 
 def per_seed(protocol:str, seed:int, key:str, compute) -> dict:
@@ -163,10 +180,12 @@ def per_seed(protocol:str, seed:int, key:str, compute) -> dict:
     if f is not None and f.exists():
         try:
             d = json.loads(f.read_text())
-            if d.get('key') == key: return d['result']
-        except (OSError, ValueError): pass            # unreadable: computed again
+            if d.get('key') == key and isinstance(d.get('result'), dict): return d['result']
+        except (OSError, ValueError): pass            # unreadable or incomplete: computed again
     t = time.time(); r = dict(compute(), seconds=None); r['seconds'] = round(time.time() - t, 1)
-    if f is not None: atomic_save(dict(key=key, protocol=protocol, seed=seed, result=r), f)
+    if f is not None:
+        json.dumps(r)   # plain JSON only (a tensor or numpy scalar raises here, not as a string on reload)
+        atomic_save(dict(key=key, protocol=protocol, seed=seed, result=r), f)
     return r
 
 def seg_eval(backbone, train:Scenes, test:Scenes, epochs:int=4, bs:int=16, lr:float=0.01, seeds=(0, 1, 2),
