@@ -10,7 +10,8 @@ weighted kNN (k=20, T=0.07) of held-out training images (the monitor's bank and 
 against a memory of pre-training images. The test split is not used.
 
 Usage (from the repository root, after `ssl_learn bench --tier zoo` has kept the backbones):
-  python -m experiments.relative_loc_scale [--sides 28,42,63] [--memory 10000] [--out results/ablations/relative_loc/scale_zoo.json]
+  python -m experiments.relative_loc_scale [--sides 28,42,63] [--memory 10000]
+                                           [--out results/ablations/relative_loc/scale_zoo.json]
 """
 import argparse, time
 from pathlib import Path

@@ -11,7 +11,8 @@ images never pre-trained on; the test split is not read), with a random init on 
 One JSON line per configuration in `--out`; configurations already there are skipped.
 
 Usage (from the repository root):
-  python -m experiments.swav_recipe [--only base,T0.05] [--n 16384] [--epochs 2] [--out results/study/swav_recipe_val.jsonl]
+  python -m experiments.swav_recipe [--only base,T0.05] [--n 16384] [--epochs 2]
+                                    [--out results/study/swav_recipe_val.jsonl]
 """
 import argparse, json, math, time
 from pathlib import Path

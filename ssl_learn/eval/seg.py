@@ -148,7 +148,7 @@ def seed_store(path):
     finally: _SEED_STORE = old
 
 def _code_version() -> str:
-    "A hash of the dense protocols' source (this module, `eval.det`, `scenes`, `models`): a change of code is a new key."
+    "A hash of the dense protocols' source (this module, `eval.det`, `scenes`, `models`): new code, a new key."
     import importlib, inspect
     h = hashlib.sha1()
     for m in ('ssl_learn.eval.seg', 'ssl_learn.eval.det', 'ssl_learn.scenes', 'ssl_learn.models'):
