@@ -30,7 +30,7 @@ def _fakes(monkeypatch, calls=None):
         else: status = 'done before'
         return dict(status=status, backbone=str(d/'backbone.pth'), **run.train_summary(tj))
     def fake_protocols(name, spec, protocols, tier, data, ev, settings, pretrain_info=None, bench_command='', size=None,
-                       on_error='raise'):
+                       on_error='raise', force=False):
         calls.append(('eval', name, data, tuple(protocols)))
         pi = {k: v for k, v in (pretrain_info or {}).items() if k != 'status'} or None
         for p in protocols:
