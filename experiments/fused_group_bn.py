@@ -1,4 +1,4 @@
-"""Shuffle-BN's cost, and a fused per-group BN timed against it (the prototype of `ssl_learn.batchnorm.fused_bn`).
+"""Shuffle-BN's cost: the chunked path against `ssl_learn.batchnorm.fused_bn` (whose prototype this script timed).
 
 MoCo and DenseCL encode each batch in `bn_groups` chunks, each its own BN batch (`ssl_learn.batchnorm.grouped`), so
 every convolution and BN runs at a fraction of the batch. The alternative timed here runs the encoder once over the whole
@@ -11,7 +11,7 @@ batch 256 at 28 px, for: chunked into 4 groups, fused into 4 groups, and 1 group
 Usage (from the repository root):
   python -m experiments.fused_group_bn [--widths 16,32] [--repeats 7] [--out results/foundation/fused_group_bn.json]
 """
-import argparse, contextlib, copy, json, statistics, time
+import argparse, copy, json, statistics, time
 from pathlib import Path
 
 def main():
@@ -20,45 +20,11 @@ def main():
     ap.add_argument('--groups', type=int, default=4)
     ap.add_argument('--out', default='results/foundation/fused_group_bn.json')
     a = ap.parse_args()
-    import torch, torch.nn.functional as F
+    import torch
     from torch import nn
-    from torch.nn.modules.batchnorm import _BatchNorm
     from ssl_learn.core import provenance
     from ssl_learn.models import resnet18, MLPHead
-    from ssl_learn.batchnorm import grouped
-
-    def group_bn(x, bn, g):
-        "`bn` (training) on g equal consecutive chunks of x in one call; running stats as if chunk after chunk."
-        N, C = x.shape[:2]; n = N // g; cl = x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last)
-        if cl:
-            H, W = x.shape[2:]
-            y = (x.permute(0, 2, 3, 1).reshape(g, n, H, W, C).permute(1, 2, 3, 0, 4).reshape(n, H, W, g*C)
-                 .permute(0, 3, 1, 2))
-        else: y = x.reshape(g, n, C, *x.shape[2:]).transpose(0, 1).reshape(n, g*C, *x.shape[2:])
-        rm, rv = torch.zeros(g*C), torch.ones(g*C)
-        out = F.batch_norm(y, rm, rv, bn.weight.repeat(g), bn.bias.repeat(g), True, 1.0, bn.eps)
-        with torch.no_grad():
-            for i in range(g):
-                bn.running_mean.mul_(1 - bn.momentum).add_(rm[i*C:(i+1)*C], alpha=bn.momentum)
-                bn.running_var.mul_(1 - bn.momentum).add_(rv[i*C:(i+1)*C], alpha=bn.momentum)
-            bn.num_batches_tracked.add_(g)
-        if cl:
-            H, W = x.shape[2:]
-            return (out.permute(0, 2, 3, 1).reshape(n, H, W, g, C).permute(3, 0, 1, 2, 4).reshape(N, H, W, C)
-                    .permute(0, 3, 1, 2))
-        return out.reshape(n, g, C, *x.shape[2:]).transpose(0, 1).reshape(x.shape)
-
-    class GroupBN(nn.Module):
-        def __init__(self, bn, g): super().__init__(); self.bn, self.g = bn, g
-        def forward(self, x): return group_bn(x, self.bn, self.g)
-
-    @contextlib.contextmanager
-    def fused(model, g):
-        swaps = [(p, n, c) for p in list(model.modules()) for n, c in p.named_children() if isinstance(c, _BatchNorm)]
-        for p, n, c in swaps: setattr(p, n, GroupBN(c, g))
-        try: yield
-        finally:
-            for p, n, c in swaps: setattr(p, n, c)
+    from ssl_learn.batchnorm import grouped, fused_bn
 
     def encoder(w):
         return nn.Sequential(resnet18(in_chans=1, width=w), MLPHead(8*w, 8*w, 128, bn=False)).to(
@@ -67,7 +33,7 @@ def main():
     def run(enc, x, g, mode, perm=None):
         if mode == 'fused':
             xs = x if perm is None else x[perm]
-            with fused(enc, g): out = enc(xs)
+            with fused_bn(enc, g): out = enc(xs)
             if perm is None: return out
             res = torch.empty_like(out); res[perm] = out; return res
         return grouped(enc, x, 1 if mode == 'one group' else g, perm)
