@@ -8,10 +8,14 @@ For each method, in a fresh process (so that the peak memory is its own), on the
   to the end of `after_step`: the views, every encoder pass, heads, losses, backward and the per-step work of the
   model (momentum updates, queues); what it counts is what torch registers as FLOPs (matmuls, convolutions,
   attention), so elementwise work counts as time but not as work;
-- **GFLOP/s** = FLOPs per image × images/s, and its ratio to the supervised step's;
+- **GFLOP/s** = FLOPs per image × images/s, and its ratio to a plain supervised step of the same backbone, built in
+  the same process and timed in windows interleaved with the method's (S M S M … M S): each method window is divided
+  by the mean of the supervised windows either side of it, and the median of those ratios is reported, so that a
+  machine whose speed drifts during the run (other tenants, clocks) moves both sides of a ratio alike. The
+  `supervised` row is itself measured against a second supervised learner: its ratio shows the method's noise;
 - **a whole epoch** (`--epoch-images` images, the kNN monitor and the checkpoint as `ssl_learn train` runs them):
   the share of the epoch's wall time spent outside the training steps (data, monitor, checkpoint);
-- **peak memory** (the process's resident set).
+- **peak memory** (the process's resident set; it holds the supervised reference learner too).
 
 Plus the machine's dense float32 matmul ceiling (4096², all threads) for scale. Writes
 `results/foundation/throughput_<tier>.json` with provenance; `--lock` holds a file lock for the whole run.
@@ -20,7 +24,7 @@ Usage (from the repository root):
   python -m experiments.throughput [--tier cpu] [--methods all|a,b] [--steps 8] [--warmup 2] [--repeats 3]
                                    [--epoch-images 4096] [--out PATH] [--lock /tmp/ssl_cpu.lock] [--table-only]
 """
-import argparse, fcntl, json, statistics, subprocess, sys, time
+import argparse, fcntl, json, subprocess, sys, time
 from pathlib import Path
 
 CHILD = r'''
@@ -38,39 +42,55 @@ tier = method_tier(method, tier_name, arch=arch)
 set_seed(0)
 pre, bank, query, _, _ = prepare_data('fmnist', tier)
 
-class Steps(Callback):
-    "Times `repeats` windows of `steps` optimiser steps after `warmup`, and counts FLOPs over the first warm-up step."
+class Window(Callback):
+    """Times one window of `steps` optimiser steps after `warmup` (between `after_batch` events) and, when asked,
+    counts the FLOPs of the first step."""
     order = -20                      # before everything: the raw batch, the views, the forward pass
-    def before_fit(self): self.i, self.windows, self.flops, self.fc = 0, [], None, None
+    def __init__(self): self.count_flops, self.flops, self.fc = False, None, None
+    def before_fit(self): self.i, self.window = 0, None
     def before_batch(self):
-        if self.training and self.i == 0: self.fc = FlopCounterMode(display=False); self.fc.__enter__()
-    def after_step(self): pass
+        if self.training and self.i == 0 and self.count_flops: self.fc = FlopCounterMode(display=False); self.fc.__enter__()
     def after_batch(self):
         if not self.training: return
         if self.fc is not None:
-            self.fc.__exit__(None, None, None); self.flops, self.fc = self.fc.get_total_flops(), None
-            self.per_step_images = self.n0()
+            self.fc.__exit__(None, None, None); self.flops, self.fc, self.count_flops = self.fc.get_total_flops(), None, False
+            self.per_step_images = self.learn.throughput.n_images
         self.i += 1
-        j = self.i - warmup
-        if j >= 0 and j % steps == 0:
-            now = (time.perf_counter(), self.learn.throughput.n_images, self.learn.throughput.n_views)
-            if j > 0: self.windows.append(tuple(b - a for a, b in zip(self.mark, now)))
-            self.mark = now
-            if len(self.windows) == repeats: raise CancelFitException
-    def n0(self): return self.learn.throughput.n_images
+        now = (time.perf_counter(), self.learn.throughput.n_images, self.learn.throughput.n_views)
+        if self.i == warmup: self.mark = now
+        elif self.i == warmup + steps:
+            self.window = tuple(b - a for a, b in zip(self.mark, now)); raise CancelFitException
 
-learn = ssl_learner(pre, method, tier, device='cpu')
-cb = Steps(); learn.add_cb(cb)
-need = (warmup + steps * repeats + 1) * tier.bs
+def window(learn):
+    "One timed window of `learn`: (seconds, images, views)."
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, learn.lr)
+    return learn.window.window
+
+# The method and a plain supervised step of the same backbone, in this one process, their windows interleaved
+# (S M S M … M S): each method window is compared with the supervised windows either side of it, so a machine that
+# speeds up or slows down during the run moves both sides of each ratio alike.
+need = (warmup + steps + 1) * tier.bs
 if need > len(pre): raise SystemExit(f"need {need} images for the bare steps, have {len(pre)}")
-with learn.no_bar(), learn.no_logging(): learn.fit(1, learn.lr)
-win = [dict(seconds=dt, images_per_s=ni / dt, views_per_s=nv / dt) for dt, ni, nv in cb.windows]
-med = lambda k: statistics.median(w[k] for w in win)
-flops_img = cb.flops / cb.per_step_images
-res = dict(method=method, tier=tier.name, bs=tier.bs, arch_name=tier.arch, arch=learn.model.backbone.config, steps=steps, warmup=warmup,
-           repeats=len(win), images_per_s=round(med('images_per_s'), 1), views_per_s=round(med('views_per_s'), 1),
-           images_per_s_all=[round(w['images_per_s'], 1) for w in win], gflop_per_image=round(flops_img / 1e9, 4),
-           gflops=round(flops_img * med('images_per_s') / 1e9, 1), threads=torch.get_num_threads())
+learn = ssl_learner(pre, method, tier, device='cpu'); learn.add_cb(Window()); learn.window.count_flops = True
+ref_tier = method_tier('supervised', tier_name, arch=tier.arch)
+ref = ssl_learner(pre, 'supervised', ref_tier, device='cpu'); ref.add_cb(Window()); ref.window.count_flops = True
+window(learn); window(ref)           # the first fit of each: allocation, caches; its first step is the counted one
+S, M = [window(ref)], []
+for _ in range(repeats): M.append(window(learn)); S.append(window(ref))
+flops_img, ref_flops_img = learn.window.flops / learn.window.per_step_images, ref.window.flops / ref.window.per_step_images
+gf = lambda w, f: f * w[1] / w[0] / 1e9
+ratios = [gf(m, flops_img) / ((gf(a, ref_flops_img) + gf(b, ref_flops_img)) / 2) for m, a, b in zip(M, S, S[1:])]
+med = statistics.median
+res = dict(method=method, tier=tier.name, bs=tier.bs, arch_name=tier.arch, arch=learn.model.backbone.config, steps=steps,
+           warmup=warmup, repeats=len(M), interleaved=True,
+           images_per_s=round(med(n / dt for dt, n, _ in M), 1), views_per_s=round(med(v / dt for dt, _, v in M), 1),
+           images_per_s_all=[round(n / dt, 1) for dt, n, _ in M], gflop_per_image=round(flops_img / 1e9, 4),
+           gflops=round(med(gf(m, flops_img) for m in M), 1),
+           ref=dict(method='supervised', arch_name=ref_tier.arch, images_per_s=round(med(n / dt for dt, n, _ in S), 1),
+                    images_per_s_all=[round(n / dt, 1) for dt, n, _ in S], gflop_per_image=round(ref_flops_img / 1e9, 4),
+                    gflops=round(med(gf(s, ref_flops_img) for s in S), 1)),
+           ratio=round(med(ratios), 3), ratios=[round(r, 3) for r in ratios], threads=torch.get_num_threads())
+del ref
 
 # a whole epoch as `ssl_learn train` runs it: monitor and checkpoint included
 class EpochClock(Callback):
@@ -141,7 +161,7 @@ def table(res) -> str:
              '|---|---|---|---|---|---|---|---|---|---|']
     for m in sorted(rows, key=lambda k: (not k.startswith('supervised'), k)):
         r = rows[m]; sup = reference(rows, r)
-        ratio = f"{r['gflops'] / sup['gflops']:.2f}" if sup else '-'
+        ratio = (f"{r['ratio']:.2f}" if 'ratio' in r else f"{r['gflops'] / sup['gflops']:.2f}" if sup else '-')
         out = f"{100 * r['epoch_outside_share']:.0f}%" if 'epoch_outside_share' in r else '-'
         b = bench_outside(tier, m); b = f"{100 * b:.1f}%" if b is not None else '-'
         lines.append(f"| {m} | {r.get('arch_name', '?')} | {r['images_per_s']:.0f} | {r['views_per_s']:.0f} | "
@@ -183,14 +203,16 @@ if __name__ == '__main__':
         archs = sorted({method_tier(m, a.tier).arch for m in methods} - {get_tier(a.tier).arch})
         jobs = [(m, '') for m in methods[:1]] + [(f'supervised_{x}', x) for x in archs] + [(m, '') for m in methods[1:]]
         for m, arch in jobs:
-            row, err = child(CHILD, m.split('_vit')[0] if m.startswith('supervised_') else m, a.tier, a.steps, a.warmup, a.repeats,
-                             a.epoch_images, arch)
+            name = m.split('_vit')[0] if m.startswith('supervised_') else m
+            row, err = child(CHILD, name, a.tier, a.steps, a.warmup, a.repeats, a.epoch_images, arch)
             if err: res['failed'][m] = err; print(f"FAILED {m}: {err}", flush=True); continue
             res['rows'][m] = row
             sup = reference(res['rows'], row)
-            print(f"{m:14s} {row['images_per_s']:7.1f} img/s {row['views_per_s']:7.1f} views/s {row['gflop_per_image']:.3f} GFLOP/img "
-                  f"{row['gflops']:6.1f} GFLOP/s ({row['gflops'] / sup['gflops']:.2f}× supervised)  "
-                  f"outside steps {100 * row.get('epoch_outside_share', float('nan')):.0f}%  peak {row['peak_memory_mb']:.0f} MB", flush=True)
+            ratio = row['ratio'] if 'ratio' in row else row['gflops'] / sup['gflops']
+            out_share = 100 * row.get('epoch_outside_share', float('nan'))
+            print(f"{m:14s} {row['images_per_s']:7.1f} img/s {row['views_per_s']:7.1f} views/s "
+                  f"{row['gflop_per_image']:.3f} GFLOP/img {row['gflops']:6.1f} GFLOP/s ({ratio:.2f}× supervised)  "
+                  f"outside steps {out_share:.0f}%  peak {row['peak_memory_mb']:.0f} MB", flush=True)
             res.update(seconds=round(time.time() - t0, 1), **provenance())
             out.parent.mkdir(parents=True, exist_ok=True); out.write_text(json.dumps(res, indent=2, default=str))
     out.with_suffix('.md').write_text(table(res) + '\n')
