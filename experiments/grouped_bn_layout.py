@@ -1,0 +1,78 @@
+"""Does the memory layout decide what grouped BatchNorm costs? A/B of a method's training step with the model in
+channels_last (the library's default on every device) against the same model in the default contiguous (NCHW)
+layout, in one process, windows interleaved (A B A B ... A), ratio per window against the mean of its neighbours.
+
+Why: at the cpu tier the methods whose BN layers normalise groups of the batch apart (MoCo v1/v2 and DenseCL, shuffle
+BN) reach about 0.75x a plain supervised step's GFLOP/s while the others reach 0.93-1.09x
+(`results/foundation/throughput_cpu_interleaved.md`). `ssl_learn.batchnorm.group_batch_norm` moves each group's
+samples beside the channels with a copy in and a copy out, a permute in channels_last; a one-thread probe of a bare
+ResNet-18 forward and backward put NCHW with the same copies 1.18x faster than channels_last. This measures it on
+the whole training step, with the machine's threads.
+
+Writes results/foundation/grouped_bn_layout_<tier>.json. Usage (from the repository root):
+  python -m experiments.grouped_bn_layout [--tier cpu] [--methods moco_v2,supervised] [--steps 8] [--warmup 2]
+                                          [--repeats 5] [--lock /tmp/ssl_cpu.lock]
+"""
+import argparse, fcntl, json, statistics, time
+from pathlib import Path
+import torch
+from fastai.callback.core import Callback, CancelFitException
+
+class Window(Callback):
+    "Times `steps` optimiser steps after `warmup` (between `after_batch` events), then stops the fit."
+    order = -20
+    def __init__(self, steps, warmup): self.steps, self.warmup = steps, warmup
+    def before_fit(self): self.i, self.window = 0, None
+    def after_batch(self):
+        if not self.training: return
+        self.i += 1; now = (time.perf_counter(), self.learn.throughput.n_images)
+        if self.i == self.warmup: self.mark = now
+        elif self.i == self.warmup + self.steps:
+            self.window = tuple(b - a for a, b in zip(self.mark, now)); raise CancelFitException
+
+class Contiguous(Callback):
+    "Hands the model its views in the default (NCHW) layout: after the method's callback, which makes them channels_last."
+    order = -4
+    def before_batch(self): self.learn.xb = tuple(t.contiguous() for t in self.xb)
+
+def measure(method, tier_name, steps, warmup, repeats):
+    from ssl_learn.core import set_seed
+    from ssl_learn.data import prepare_data
+    from ssl_learn.learner import ssl_learner
+    from ssl_learn.method import method_tier
+    tier = method_tier(method, tier_name); set_seed(0)
+    pre = prepare_data('fmnist', tier)[0]
+    def learner(layout):
+        learn = ssl_learner(pre, method, tier, device='cpu'); learn.add_cb(Window(steps, warmup))
+        if layout == 'nchw': learn.model.to(memory_format=torch.contiguous_format); learn.add_cb(Contiguous())
+        return learn
+    L = {k: learner(k) for k in ('channels_last', 'nchw')}
+    def window(learn):
+        with learn.no_bar(), learn.no_logging(): learn.fit(1, learn.lr)
+        return learn.window.window
+    for learn in L.values(): window(learn)                     # warm-up fits
+    A, B = [window(L['channels_last'])], []
+    for _ in range(repeats): B.append(window(L['nchw'])); A.append(window(L['channels_last']))
+    ips = lambda w: w[1] / w[0]
+    ratios = [ips(b) / ((ips(a) + ips(c)) / 2) for b, a, c in zip(B, A, A[1:])]
+    return dict(method=method, tier=tier.name, bs=tier.bs, arch=tier.arch, threads=torch.get_num_threads(),
+                channels_last_images_per_s=[round(ips(w), 1) for w in A], nchw_images_per_s=[round(ips(w), 1) for w in B],
+                nchw_speedup=round(statistics.median(ratios), 3), ratios=[round(r, 3) for r in ratios])
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser(prog='python -m experiments.grouped_bn_layout', description=__doc__.split('\n')[0])
+    ap.add_argument('--tier', default='cpu'); ap.add_argument('--methods', default='moco_v2,supervised')
+    ap.add_argument('--steps', type=int, default=8); ap.add_argument('--warmup', type=int, default=2)
+    ap.add_argument('--repeats', type=int, default=5); ap.add_argument('--lock', default='/tmp/ssl_cpu.lock')
+    ap.add_argument('--out', default=None)
+    a = ap.parse_args()
+    from ssl_learn.core import provenance
+    out = Path(a.out or f'results/foundation/grouped_bn_layout_{a.tier}.json')
+    res = dict(settings=vars(a), rows={})
+    with open(a.lock, 'w') as lk:
+        fcntl.flock(lk, fcntl.LOCK_EX)
+        for m in a.methods.split(','):
+            r = measure(m, a.tier, a.steps, a.warmup, a.repeats); res['rows'][m] = r
+            print(f"{m:12s} NCHW / channels_last images/s: {r['nchw_speedup']:.3f} (per window {r['ratios']})", flush=True)
+            res.update(provenance()); out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(res, indent=2, default=str))
