@@ -22,18 +22,19 @@ class Window(Callback):
     "Times `steps` optimiser steps after `warmup` (between `after_batch` events), then stops the fit."
     order = -20
     def __init__(self, steps, warmup): self.steps, self.warmup = steps, warmup
-    def before_fit(self): self.i, self.window = 0, None
+    def before_fit(self): self.i, self.result = 0, None
     def after_batch(self):
         if not self.training: return
         self.i += 1; now = (time.perf_counter(), self.learn.throughput.n_images)
         if self.i == self.warmup: self.mark = now
         elif self.i == self.warmup + self.steps:
-            self.window = tuple(b - a for a, b in zip(self.mark, now)); raise CancelFitException
+            self.result = tuple(b - a for a, b in zip(self.mark, now)); raise CancelFitException
 
 class Contiguous(Callback):
     "Hands the model its views in the default (NCHW) layout: after the method's callback, which makes them channels_last."
     order = -4
-    def before_batch(self): self.learn.xb = tuple(t.contiguous() for t in self.xb)
+    def before_batch(self):
+        self.learn.xb = tuple(t.clone(memory_format=torch.contiguous_format) if t.ndim == 4 else t for t in self.xb)
 
 def measure(method, tier_name, steps, warmup, repeats):
     from ssl_learn.core import set_seed
@@ -42,6 +43,7 @@ def measure(method, tier_name, steps, warmup, repeats):
     from ssl_learn.method import method_tier
     tier = method_tier(method, tier_name); set_seed(0)
     pre = prepare_data('fmnist', tier)[0]
+    if (warmup + steps + 1) * tier.bs > len(pre): raise SystemExit(f"too few images ({len(pre)}) for the windows")
     def learner(layout):
         learn = ssl_learner(pre, method, tier, device='cpu'); learn.add_cb(Window(steps, warmup))
         if layout == 'nchw': learn.model.to(memory_format=torch.contiguous_format); learn.add_cb(Contiguous())
@@ -49,8 +51,20 @@ def measure(method, tier_name, steps, warmup, repeats):
     L = {k: learner(k) for k in ('channels_last', 'nchw')}
     def window(learn):
         with learn.no_bar(), learn.no_logging(): learn.fit(1, learn.lr)
-        return learn.window.window
-    for learn in L.values(): window(learn)                     # warm-up fits
+        assert learn.window.result is not None, "the fit ended before its timed window did"
+        return learn.window.result
+    # the layout the network computes in (on grey images the input's own layout is ambiguous: the weights decide),
+    # seen at the first BatchNorm layer's input during the warm-up fits
+    seen = {}
+    def look(k):
+        def hook(module, inputs, output):      # returns None: the output is left as it is
+            x = inputs[0]; seen.setdefault(k, x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+        return hook
+    for k, learn in L.items():
+        bn = next(m for m in learn.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        h = bn.register_forward_hook(look(k)); window(learn); h.remove()      # the warm-up fit
+    assert seen == {'channels_last': True, 'nchw': False}, f"layouts not as intended: {seen}"
+
     A, B = [window(L['channels_last'])], []
     for _ in range(repeats): B.append(window(L['nchw'])); A.append(window(L['channels_last']))
     ips = lambda w: w[1] / w[0]
@@ -66,6 +80,7 @@ if __name__ == '__main__':
     ap.add_argument('--repeats', type=int, default=5); ap.add_argument('--lock', default='/tmp/ssl_cpu.lock')
     ap.add_argument('--out', default=None)
     a = ap.parse_args()
+    if min(a.steps, a.warmup, a.repeats) < 1: ap.error('--steps, --warmup and --repeats must be at least 1')
     from ssl_learn.core import provenance
     out = Path(a.out or f'results/foundation/grouped_bn_layout_{a.tier}.json')
     res = dict(settings=vars(a), rows={})

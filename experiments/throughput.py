@@ -2,8 +2,10 @@
 plain supervised step of the same backbone measured in the same run.
 
 For each method, in a fresh process (so that the peak memory is its own), on the tier's pre-training images:
-- **bare steps**: `--steps` optimiser steps after `--warmup`, timed between `after_step` events, `--repeats` times
-  (median reported): images/s, views/s;
+- **bare steps**: `--steps` optimiser steps after `--warmup`, timed between `after_batch` events, in `--repeats`
+  windows of one cancelled `fit` each (median reported): images/s, views/s. Per-step work that runs every n steps
+  lands in the windows at its own rate only when the window's length divides by n (ODC's centroid update, every 10
+  steps, falls once in each 8-step window: its figure is a little low);
 - **FLOPs per image**: `torch.utils.flop_counter.FlopCounterMode` over one whole training step, from the raw batch
   to the end of `after_step`: the views, every encoder pass, heads, losses, backward and the per-step work of the
   model (momentum updates, queues); what it counts is what torch registers as FLOPs (matmuls, convolutions,
@@ -47,7 +49,7 @@ class Window(Callback):
     counts the FLOPs of the first step."""
     order = -20                      # before everything: the raw batch, the views, the forward pass
     def __init__(self): self.count_flops, self.flops, self.fc = False, None, None
-    def before_fit(self): self.i, self.window = 0, None
+    def before_fit(self): self.i, self.result = 0, None
     def before_batch(self):
         if self.training and self.i == 0 and self.count_flops: self.fc = FlopCounterMode(display=False); self.fc.__enter__()
     def after_batch(self):
@@ -59,12 +61,13 @@ class Window(Callback):
         now = (time.perf_counter(), self.learn.throughput.n_images, self.learn.throughput.n_views)
         if self.i == warmup: self.mark = now
         elif self.i == warmup + steps:
-            self.window = tuple(b - a for a, b in zip(self.mark, now)); raise CancelFitException
+            self.result = tuple(b - a for a, b in zip(self.mark, now)); raise CancelFitException
 
 def window(learn):
     "One timed window of `learn`: (seconds, images, views)."
     with learn.no_bar(), learn.no_logging(): learn.fit(1, learn.lr)
-    return learn.window.window
+    if learn.window.result is None: raise SystemExit("a fit ended before its timed window did: too few images")
+    return learn.window.result
 
 # The method and a plain supervised step of the same backbone, in this one process, their windows interleaved
 # (S M S M … M S): each method window is compared with the supervised windows either side of it, so a machine that
@@ -180,6 +183,7 @@ if __name__ == '__main__':
     ap.add_argument('--table-only', action='store_true',
                     help="re-render the Markdown table of an existing JSON (e.g. once the benchmark's epochs exist)")
     a = ap.parse_args()
+    if min(a.steps, a.warmup, a.repeats) < 1: ap.error('--steps, --warmup and --repeats must be at least 1')
     if a.table_only:
         out = Path(a.out or f'results/foundation/throughput_{a.tier}.json')
         out.with_suffix('.md').write_text(table(json.loads(out.read_text())) + '\n')
