@@ -12,7 +12,7 @@ builds the same pages from the same processed notebooks:
    description, `output-file`) becomes the page's heading and file name, so nbdev's links (`knn.html#...`) resolve;
    cell directives are honoured (`#| hide` / `include: false` drop a cell, `echo: false` hides its code,
    `output: false` its output).
-3. A results page is generated from `results/bench/fmnist/cpu/` by `ssl_learn.bench.report.render`.
+3. A results page is generated from `results/bench/fmnist/zoo/` (the benchmark's default tier) by `ssl_learn.bench.report.render`.
 4. The interactive explorers (ipywidgets, `ssl_learn.explore`): their widget state is in each page's metadata, and the
    jupyter-widgets HTML manager that draws them is fetched once from the npm registry (`npm pack`, cached in
    `.cache/`) and served from the site's own `_static/jupyter-widgets/`: no page asks a CDN for anything.
@@ -190,9 +190,9 @@ def build(out, do_proc=True, jobs=1):
     sys.path.insert(0, str(ROOT)); os.chdir(ROOT)
     import matplotlib; matplotlib.use('Agg')
     from ssl_learn.bench.report import render
-    md = render(ROOT/'results/bench', 'cpu', img_prefix='results/')
+    md = render(ROOT/'results/bench', 'zoo', img_prefix='results/')   # the benchmark's default tier
     (SRC/'results').mkdir()
-    for f in (ROOT/'results/bench/fmnist/cpu').glob('*.png'): shutil.copy(f, SRC/'results'/f.name)   # the results page
+    for f in (ROOT/'results/bench/fmnist/zoo').glob('*.png'): shutil.copy(f, SRC/'results'/f.name)   # the results page
     for f in (ROOT/'results').rglob('*.png'):   # the notebooks' own figures of recorded runs (results/demo/..., results/bench/...)
         if 'site' in f.relative_to(ROOT/'results').parts: continue
         (SRC/'results'/f.relative_to(ROOT/'results')).parent.mkdir(parents=True, exist_ok=True)
