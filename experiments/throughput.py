@@ -51,11 +51,13 @@ class Window(Callback):
     def __init__(self): self.count_flops, self.flops, self.fc = False, None, None
     def before_fit(self): self.i, self.result = 0, None
     def before_batch(self):
-        if self.training and self.i == 0 and self.count_flops: self.fc = FlopCounterMode(display=False); self.fc.__enter__()
+        if self.training and self.i == 0 and self.count_flops:
+            self.fc = FlopCounterMode(display=False); self.fc.__enter__()
     def after_batch(self):
         if not self.training: return
         if self.fc is not None:
-            self.fc.__exit__(None, None, None); self.flops, self.fc, self.count_flops = self.fc.get_total_flops(), None, False
+            self.fc.__exit__(None, None, None)
+            self.flops, self.fc, self.count_flops = self.fc.get_total_flops(), None, False
             self.per_step_images = self.learn.throughput.n_images
         self.i += 1
         now = (time.perf_counter(), self.learn.throughput.n_images, self.learn.throughput.n_views)
