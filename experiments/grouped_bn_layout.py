@@ -31,7 +31,7 @@ class Window(Callback):
             self.result = tuple(b - a for a, b in zip(self.mark, now)); raise CancelFitException
 
 class Contiguous(Callback):
-    "Hands the model its views in the default (NCHW) layout: after the method's callback, which makes them channels_last."
+    "Hands the model its views in the default (NCHW) layout, after the method's callback made them channels_last."
     order = -4
     def before_batch(self):
         self.learn.xb = tuple(t.clone(memory_format=torch.contiguous_format) if t.ndim == 4 else t for t in self.xb)
@@ -58,7 +58,8 @@ def measure(method, tier_name, steps, warmup, repeats):
     seen = {}
     def look(k):
         def hook(module, inputs, output):      # returns None: the output is left as it is
-            x = inputs[0]; seen.setdefault(k, x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+            x = inputs[0]
+            seen.setdefault(k, x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
         return hook
     for k, learn in L.items():
         bn = next(m for m in learn.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
@@ -70,7 +71,8 @@ def measure(method, tier_name, steps, warmup, repeats):
     ips = lambda w: w[1] / w[0]
     ratios = [ips(b) / ((ips(a) + ips(c)) / 2) for b, a, c in zip(B, A, A[1:])]
     return dict(method=method, tier=tier.name, bs=tier.bs, arch=tier.arch, threads=torch.get_num_threads(),
-                channels_last_images_per_s=[round(ips(w), 1) for w in A], nchw_images_per_s=[round(ips(w), 1) for w in B],
+                channels_last_images_per_s=[round(ips(w), 1) for w in A],
+                nchw_images_per_s=[round(ips(w), 1) for w in B],
                 nchw_speedup=round(statistics.median(ratios), 3), ratios=[round(r, 3) for r in ratios])
 
 if __name__ == '__main__':
@@ -88,6 +90,7 @@ if __name__ == '__main__':
         fcntl.flock(lk, fcntl.LOCK_EX)
         for m in a.methods.split(','):
             r = measure(m, a.tier, a.steps, a.warmup, a.repeats); res['rows'][m] = r
-            print(f"{m:12s} NCHW / channels_last images/s: {r['nchw_speedup']:.3f} (per window {r['ratios']})", flush=True)
+            print(f"{m:12s} NCHW / channels_last images/s: {r['nchw_speedup']:.3f} (per window {r['ratios']})",
+                  flush=True)
             res.update(provenance()); out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(res, indent=2, default=str))

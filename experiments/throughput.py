@@ -82,17 +82,19 @@ ref = ssl_learner(pre, 'supervised', ref_tier, device='cpu'); ref.add_cb(Window(
 window(learn); window(ref)           # the first fit of each: allocation, caches; its first step is the counted one
 S, M = [window(ref)], []
 for _ in range(repeats): M.append(window(learn)); S.append(window(ref))
-flops_img, ref_flops_img = learn.window.flops / learn.window.per_step_images, ref.window.flops / ref.window.per_step_images
+flops_img = learn.window.flops / learn.window.per_step_images
+ref_flops_img = ref.window.flops / ref.window.per_step_images
 gf = lambda w, f: f * w[1] / w[0] / 1e9
 ratios = [gf(m, flops_img) / ((gf(a, ref_flops_img) + gf(b, ref_flops_img)) / 2) for m, a, b in zip(M, S, S[1:])]
 med = statistics.median
-res = dict(method=method, tier=tier.name, bs=tier.bs, arch_name=tier.arch, arch=learn.model.backbone.config, steps=steps,
-           warmup=warmup, repeats=len(M), interleaved=True,
+res = dict(method=method, tier=tier.name, bs=tier.bs, arch_name=tier.arch, arch=learn.model.backbone.config,
+           steps=steps, warmup=warmup, repeats=len(M), interleaved=True,
            images_per_s=round(med(n / dt for dt, n, _ in M), 1), views_per_s=round(med(v / dt for dt, _, v in M), 1),
            images_per_s_all=[round(n / dt, 1) for dt, n, _ in M], gflop_per_image=round(flops_img / 1e9, 4),
            gflops=round(med(gf(m, flops_img) for m in M), 1),
            ref=dict(method='supervised', arch_name=ref_tier.arch, images_per_s=round(med(n / dt for dt, n, _ in S), 1),
-                    images_per_s_all=[round(n / dt, 1) for dt, n, _ in S], gflop_per_image=round(ref_flops_img / 1e9, 4),
+                    images_per_s_all=[round(n / dt, 1) for dt, n, _ in S],
+                    gflop_per_image=round(ref_flops_img / 1e9, 4),
                     gflops=round(med(gf(s, ref_flops_img) for s in S), 1)),
            ratio=round(med(ratios), 3), ratios=[round(r, 3) for r in ratios], threads=torch.get_num_threads())
 del ref
