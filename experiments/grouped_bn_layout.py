@@ -13,22 +13,11 @@ Writes results/foundation/grouped_bn_layout_<tier>.json. Usage (from the reposit
   python -m experiments.grouped_bn_layout [--tier cpu] [--methods moco_v2,supervised] [--steps 8] [--warmup 2]
                                           [--repeats 5] [--lock /tmp/ssl_cpu.lock]
 """
-import argparse, fcntl, json, statistics, time
+import argparse, fcntl, json, statistics
 from pathlib import Path
 import torch
-from fastai.callback.core import Callback, CancelFitException
-
-class Window(Callback):
-    "Times `steps` optimiser steps after `warmup` (between `after_batch` events), then stops the fit."
-    order = -20
-    def __init__(self, steps, warmup): self.steps, self.warmup = steps, warmup
-    def before_fit(self): self.i, self.result = 0, None
-    def after_batch(self):
-        if not self.training: return
-        self.i += 1; now = (time.perf_counter(), self.learn.throughput.n_images)
-        if self.i == self.warmup: self.mark = now
-        elif self.i == self.warmup + self.steps:
-            self.result = tuple(b - a for a, b in zip(self.mark, now)); raise CancelFitException
+from fastai.callback.core import Callback
+from experiments.throughput import Window, window
 
 class Contiguous(Callback):
     "Hands the model its views in the default (NCHW) layout, after the method's callback made them channels_last."
@@ -49,10 +38,6 @@ def measure(method, tier_name, steps, warmup, repeats):
         if layout == 'nchw': learn.model.to(memory_format=torch.contiguous_format); learn.add_cb(Contiguous())
         return learn
     L = {k: learner(k) for k in ('channels_last', 'nchw')}
-    def window(learn):
-        with learn.no_bar(), learn.no_logging(): learn.fit(1, learn.lr)
-        assert learn.window.result is not None, "the fit ended before its timed window did"
-        return learn.window.result
     # the layout the network computes in (on grey images the input's own layout is ambiguous: the weights decide),
     # seen at the first BatchNorm layer's input during the warm-up fits
     seen = {}

@@ -28,12 +28,43 @@ Usage (from the repository root):
 """
 import argparse, fcntl, json, subprocess, sys, time
 from pathlib import Path
+from fastai.callback.core import Callback, CancelFitException
+
+class Window(Callback):
+    """Times one window of `steps` optimiser steps after `warmup` (between `after_batch` events, at order -20: before
+    the raw batch becomes views), then cancels the fit; with `count_flops`, counts the FLOPs of the first fit's first
+    step. `result`: (seconds, images, views) of the window."""
+    order = -20
+    def __init__(self, steps:int, warmup:int, count_flops:bool=False):
+        self.steps, self.warmup, self.count_flops, self.flops, self.fc = steps, warmup, count_flops, None, None
+    def before_fit(self): self.i, self.result = 0, None
+    def before_batch(self):
+        if self.training and self.i == 0 and self.count_flops:
+            from torch.utils.flop_counter import FlopCounterMode
+            self.fc = FlopCounterMode(display=False); self.fc.__enter__()
+    def after_batch(self):
+        if not self.training: return
+        if self.fc is not None:
+            self.fc.__exit__(None, None, None)
+            self.flops, self.fc, self.count_flops = self.fc.get_total_flops(), None, False
+            self.per_step_images = self.learn.throughput.n_images
+        self.i += 1
+        now = (time.perf_counter(), self.learn.throughput.n_images, self.learn.throughput.n_views)
+        if self.i == self.warmup: self.mark = now
+        elif self.i == self.warmup + self.steps:
+            self.result = tuple(b - a for a, b in zip(self.mark, now)); raise CancelFitException
+
+def window(learn):
+    "One timed window of `learn` (a `Window` added): (seconds, images, views)."
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, learn.lr)
+    if learn.window.result is None: raise SystemExit("a fit ended before its timed window did: too few images")
+    return learn.window.result
 
 CHILD = r'''
 import json, statistics, sys, time, tempfile, torch
 from pathlib import Path
-from torch.utils.flop_counter import FlopCounterMode
 from fastai.callback.core import Callback, CancelFitException
+from experiments.throughput import Window, window
 from ssl_learn.core import set_seed, peak_memory_mb
 from ssl_learn.data import prepare_data
 from ssl_learn.learner import ssl_learner
@@ -44,41 +75,14 @@ tier = method_tier(method, tier_name, arch=arch)
 set_seed(0)
 pre, bank, query, _, _ = prepare_data('fmnist', tier)
 
-class Window(Callback):
-    """Times one window of `steps` optimiser steps after `warmup` (between `after_batch` events) and, when asked,
-    counts the FLOPs of the first step."""
-    order = -20                      # before everything: the raw batch, the views, the forward pass
-    def __init__(self): self.count_flops, self.flops, self.fc = False, None, None
-    def before_fit(self): self.i, self.result = 0, None
-    def before_batch(self):
-        if self.training and self.i == 0 and self.count_flops:
-            self.fc = FlopCounterMode(display=False); self.fc.__enter__()
-    def after_batch(self):
-        if not self.training: return
-        if self.fc is not None:
-            self.fc.__exit__(None, None, None)
-            self.flops, self.fc, self.count_flops = self.fc.get_total_flops(), None, False
-            self.per_step_images = self.learn.throughput.n_images
-        self.i += 1
-        now = (time.perf_counter(), self.learn.throughput.n_images, self.learn.throughput.n_views)
-        if self.i == warmup: self.mark = now
-        elif self.i == warmup + steps:
-            self.result = tuple(b - a for a, b in zip(self.mark, now)); raise CancelFitException
-
-def window(learn):
-    "One timed window of `learn`: (seconds, images, views)."
-    with learn.no_bar(), learn.no_logging(): learn.fit(1, learn.lr)
-    if learn.window.result is None: raise SystemExit("a fit ended before its timed window did: too few images")
-    return learn.window.result
-
 # The method and a plain supervised step of the same backbone, in this one process, their windows interleaved
 # (S M S M … M S): each method window is compared with the supervised windows either side of it, so a machine that
 # speeds up or slows down during the run moves both sides of each ratio alike.
 need = (warmup + steps + 1) * tier.bs
 if need > len(pre): raise SystemExit(f"need {need} images for the bare steps, have {len(pre)}")
-learn = ssl_learner(pre, method, tier, device='cpu'); learn.add_cb(Window()); learn.window.count_flops = True
+learn = ssl_learner(pre, method, tier, device='cpu'); learn.add_cb(Window(steps, warmup, count_flops=True))
 ref_tier = method_tier('supervised', tier_name, arch=tier.arch)
-ref = ssl_learner(pre, 'supervised', ref_tier, device='cpu'); ref.add_cb(Window()); ref.window.count_flops = True
+ref = ssl_learner(pre, 'supervised', ref_tier, device='cpu'); ref.add_cb(Window(steps, warmup, count_flops=True))
 window(learn); window(ref)           # the first fit of each: allocation, caches; its first step is the counted one
 S, M = [window(ref)], []
 for _ in range(repeats): M.append(window(learn)); S.append(window(ref))
