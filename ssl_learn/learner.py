@@ -257,7 +257,7 @@ def ssl_learner(train:ImageData, method:str='rotation', tier:str|Tier='cpu', val
                     lr=lr if lr is not None else od.get('lr', tier.lr),
                     wd=od.get('wd', tier.wd),
                     metrics=metrics, cbs=cbs, path=path or '.', model_dir='.')
-    learn.model.to(memory_format=torch.channels_last)
+    learn.model.to(memory_format=model.memory_format(device))
     if device.type == 'cuda': learn.to_fp16()
     if distributed and not is_main():              # rank 0 alone shows the progress bar and the table
         learn.remove_cb(ProgressCallback); learn.logger = _quiet

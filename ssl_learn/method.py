@@ -23,6 +23,11 @@ __all__ = ['METHODS', 'SSLModel', 'MethodCallback', 'TwoViewCallback', 'Embeddin
 class SSLModel(nn.Module):
     "Base of every method's model: a `backbone`, `forward(*xb)`, `loss(pred, *yb)`, and the optional hooks below."
     opt_defaults: dict = {}   # opt_func / lr / wd replacing the tier's SGD; assign a new dict, never mutate this one
+    cpu_channels_last: bool = True   # False: the weights and views stay in the default (NCHW) layout on the CPU
+    def memory_format(self, device) -> torch.memory_format:
+        "Layout of the weights and 4-d views on `device`: channels-last, except on the CPU where the model opts out."
+        cpu = torch.device(device).type == 'cpu'
+        return torch.contiguous_format if cpu and not self.cpu_channels_last else torch.channels_last
     def forward(self, *xb): raise NotImplementedError(f"{type(self).__name__} must define forward(*views)")
     def loss(self, pred, *yb) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must define loss(pred, *targets)")
@@ -41,7 +46,8 @@ class MethodCallback(Callback):
     def before_batch(self):
         x, idx = self.xb[0], self.yb[0] if self.yb else None
         xb, yb = self.make_views(x, idx, self.training)
-        self.learn.xb = tuple(t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t for t in xb)
+        fmt = unwrap(self.learn.model).memory_format(x.device)
+        self.learn.xb = tuple(t.contiguous(memory_format=fmt) if t.ndim == 4 else t for t in xb)
         self.learn.yb = yb
     def after_step(self):
         "Per-step work that lives in the model (a momentum update of a key encoder): `model.on_step(progress)`."

@@ -92,3 +92,19 @@ def test_python_api_as_in_the_readme(tmp_path):
     save_backbone(learn.model.backbone, tmp_path/'rot.pth')
     rows = knn_eval(load_backbone(tmp_path/'rot.pth'), train_.subset(500), test_.subset(200))
     assert [r['k'] for r in rows] == [10, 20, 100, 200] and all(r['value'] > 20 for r in rows)
+
+@pytest.mark.parametrize('method,layout', [('moco_v2', 'nchw'), ('densecl', 'nchw'), ('simclr', 'nhwc'),
+                                           ('rotation', 'nhwc')])
+def test_cpu_memory_layout_follows_the_method(small, method, layout):
+    # on the CPU the shuffle-BN methods train in NCHW (their grouped BN copies are cheaper there), the rest channels-last.
+    # One-channel views look the same in both layouts, so the check is on a weight and on the activations it meets.
+    set_seed(0)
+    learn = ssl_learner(small, method, 'test', bs=64, width=8, device='cpu')
+    conv = next(m for m in learn.model.modules()   # a weight whose two layouts differ: several inputs, a 3x3 kernel
+                if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] > 1 and m.weight.shape[-1] > 1)
+    nhwc = lambda t: t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+    assert ('nhwc' if nhwc(conv.weight) else 'nchw') == layout
+    seen = set()
+    h = conv.register_forward_hook(lambda m, i, o: seen.add('nhwc' if nhwc(i[0]) else 'nchw'))
+    learn.fit(1); h.remove()
+    assert seen == {layout}

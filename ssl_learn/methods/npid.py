@@ -78,7 +78,7 @@ class NPID(SSLModel):
         dev = self.bank.bank.device
         # train-mode BN (batch statistics), as in a training step; running stats restored
         for i in range(0, len(x), bs):
-            self.bank.bank[i:i+bs] = self.embed(x[i:i+bs].to(dev).contiguous(memory_format=torch.channels_last))
+            self.bank.bank[i:i+bs] = self.embed(x[i:i+bs].to(dev).contiguous(memory_format=self.memory_format(dev)))
         self.load_state_dict(saved, strict=False)
         self.bank_ready.fill_(True)
 
