@@ -1,5 +1,6 @@
 """Choosing the dense protocols' cpu settings on validation scenes: one protocol run on a backbone, trained on the first
-1,200 training scenes of the cpu FMNIST-Scenes and scored on the other 300 (the test scenes are not touched).
+1,200 training scenes of the cpu FMNIST-Scenes (--n-train) and scored on the last 300 (--n-val); the test scenes are
+not touched.
 
 Usage (from the repository root):
   python -m experiments.dense_settings PROTOCOL EPOCHS BACKBONE [key=value ...]
@@ -17,7 +18,9 @@ def main():
     ap.add_argument('protocol', choices=('det', 'inst', 'seg')); ap.add_argument('epochs', type=int)
     ap.add_argument('backbone'); ap.add_argument('kw', nargs='*', help='key=value settings for the protocol')
     ap.add_argument('--out', default='results/dense/settings_val.jsonl')
-    ap.add_argument('--n-train', type=int, default=1200)
+    ap.add_argument('--n-train', type=int, default=1200, help='training scenes: the first N of the 1,500')
+    ap.add_argument('--n-val', type=int, default=300,
+                    help='validation scenes: the last N of the 1,500 (so a smaller --n-train scores on the same ones)')
     a = ap.parse_args()
     import torch
     from ssl_learn.core import get_tier, set_seed, provenance
@@ -31,7 +34,10 @@ def main():
     unknown = set(kw) - set(inspect.signature(fn).parameters) - {'_'}
     if unknown: ap.error(f"{a.protocol} takes no setting {sorted(unknown)} (it would be ignored)")
     bm = scene_benchmark('cpu'); set_seed(0)
-    split = lambda s: (s.subset(range(a.n_train)), s.subset(range(a.n_train, len(s))))
+    n = len(bm['voc_train'])
+    if a.n_train < 1 or a.n_val < 1 or a.n_train + a.n_val > n:
+        ap.error(f"--n-train {a.n_train} and --n-val {a.n_val} must be positive and add up to at most {n} scenes")
+    split = lambda s: (s.subset(range(a.n_train)), s.subset(range(n - a.n_val, n)))
     (tr, va), (ctr, cva) = split(bm['voc_train']), split(bm['coco_train'])
     t = time.time()
     if a.backbone == 'baseline':
@@ -41,7 +47,8 @@ def main():
               else load_backbone(a.backbone))
         rows = fn(bb, *((ctr, cva) if a.protocol == 'inst' else (tr, va)), epochs=a.epochs, seeds=(0,), **kw)
     rec = dict(protocol=a.protocol, epochs=a.epochs, backbone=a.backbone, settings=kw, seconds=round(time.time() - t),
-               split=f'validation: training scenes {a.n_train}/{len(bm["voc_train"]) - a.n_train}',
+               split=f'validation: training scenes {a.n_train}/{a.n_val}' + (f' (the last {a.n_val} of {n})'
+                                                                            if a.n_train + a.n_val < n else ''),
                threads=torch.get_num_threads(),
                metrics={r['metric']: round(r['value'], 2) for r in rows}, **provenance())
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

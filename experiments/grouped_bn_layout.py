@@ -1,13 +1,15 @@
 """Does the memory layout decide what grouped BatchNorm costs? A/B of a method's training step with the model in
-channels_last (the library's default on every device) against the same model in the default contiguous (NCHW)
-layout, in one process, windows interleaved (A B A B ... A), ratio per window against the mean of its neighbours.
+channels_last (the library's default, kept on the CPU by all but the shuffle-BN methods) against the same model
+in the default contiguous (NCHW) layout, in one process, windows interleaved (A B A B ... A), ratio per window
+against the mean of its neighbours.
 
 Why: at the cpu tier the methods whose BN layers normalise groups of the batch apart (MoCo v1/v2 and DenseCL, shuffle
 BN) reach about 0.75x a plain supervised step's GFLOP/s while the others reach 0.93-1.09x
 (`results/foundation/throughput_cpu_interleaved.md`). `ssl_learn.batchnorm.group_batch_norm` moves each group's
 samples beside the channels with a copy in and a copy out, a permute in channels_last; a one-thread probe of a bare
 ResNet-18 forward and backward put NCHW with the same copies 1.18x faster than channels_last. This measures it on
-the whole training step, with the machine's threads.
+the whole training step, with the machine's threads. The library has since put MoCo v1/v2 and DenseCL in NCHW on the
+CPU (`SSLModel.cpu_channels_last`); both arms here set their layout explicitly, so the A/B still holds.
 
 Writes results/foundation/grouped_bn_layout_<tier>.json. Usage (from the repository root):
   python -m experiments.grouped_bn_layout [--tier cpu] [--methods moco_v2,supervised] [--steps 8] [--warmup 2]
@@ -19,11 +21,13 @@ import torch
 from fastai.callback.core import Callback
 from experiments.throughput import Window, window
 
-class Contiguous(Callback):
-    "Hands the model its views in the default (NCHW) layout, after the method's callback made them channels_last."
+class Layout(Callback):
+    """Hands the model its views in memory layout `fmt`, after the method's callback put them in the model's own
+    (`SSLModel.memory_format`: channels_last, or NCHW on the CPU for the shuffle-BN methods)."""
     order = -4
+    def __init__(self, fmt): self.fmt = fmt
     def before_batch(self):
-        self.learn.xb = tuple(t.clone(memory_format=torch.contiguous_format) if t.ndim == 4 else t for t in self.xb)
+        self.learn.xb = tuple(t.contiguous(memory_format=self.fmt) if t.ndim == 4 else t for t in self.xb)
 
 def measure(method, tier_name, steps, warmup, repeats):
     from ssl_learn.core import set_seed
@@ -35,7 +39,8 @@ def measure(method, tier_name, steps, warmup, repeats):
     if (warmup + steps + 1) * tier.bs > len(pre): raise SystemExit(f"too few images ({len(pre)}) for the windows")
     def learner(layout):
         learn = ssl_learner(pre, method, tier, device='cpu'); learn.add_cb(Window(steps, warmup))
-        if layout == 'nchw': learn.model.to(memory_format=torch.contiguous_format); learn.add_cb(Contiguous())
+        fmt = torch.channels_last if layout == 'channels_last' else torch.contiguous_format
+        learn.model.to(memory_format=fmt); learn.add_cb(Layout(fmt))   # both arms explicit
         return learn
     L = {k: learner(k) for k in ('channels_last', 'nchw')}
     # the layout the network computes in (on grey images the input's own layout is ambiguous: the weights decide),
