@@ -116,6 +116,8 @@ def main(argv=None):
     t.add_argument('--seed', type=int, default=0)
     t.add_argument('--no-resume', action='store_true', help='start over even if OUT has a checkpoint')
     t.add_argument('--no-monitor', action='store_true', help='skip the per-epoch kNN monitor')
+    t.add_argument('--precision', default='fp32', choices=('fp32', 'bf16'),
+                   help='bf16: the forward pass in bfloat16 on a CPU with AVX-512 BF16 or AMX')
     t.add_argument('--arch',
                    help="backbone: resnet18/34/50, vit_tiny, vit_small (default: the method's, else the tier's)")
     e = sub.add_parser('eval', help="evaluate a backbone checkpoint, or a baseline ('random', 'pixels', 'vit_random')")
@@ -159,7 +161,8 @@ def main(argv=None):
             for n in names: print(f"{n:14s} {METHODS[n]['summary']}")
         elif a.cmd == 'train':
             s = train(a.method, a.data, a.tier, a.out, epochs=a.epochs, resume=not a.no_resume, seed=a.seed, lr=a.lr,
-                      monitor=not a.no_monitor, bs=a.bs, arch=a.arch, size=a.size, on_error=_on_error(a))
+                      monitor=not a.no_monitor, bs=a.bs, arch=a.arch, size=a.size, on_error=_on_error(a),
+                      precision=a.precision)
             if is_main():   # under torchrun, rank 0 alone
                 print(f"backbone: {s['backbone']}  log: {Path(a.out)/'log.json'}  summary: {Path(a.out)/'train.json'}")
         elif a.cmd == 'eval':

@@ -8,15 +8,17 @@ Docs: https://ssl-learn.github.io/ssl_learn/learner.html.md"""
 from __future__ import annotations
 import errno, hashlib, json, os, random, signal, threading, time, warnings
 from contextlib import contextmanager
-from functools import partial
+from functools import partial, wraps
 from pathlib import Path
 import torch
+from torch import nn
 from fastcore.foundation import L
 from fastai.learner import Learner, Recorder
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.core import Callback
 from fastai.metrics import Metric
 from fastai.optimizer import SGD
+from fastai.torch_core import to_float
 from fastai.callback.schedule import fit_one_cycle   # noqa: F401 (patches Learner.fit_one_cycle)
 from .core import default_device, atomic_save, peak_memory_mb, provenance, set_seed, Tier
 from .core import positive_number, writable_dir
@@ -29,7 +31,8 @@ from .distributed import (unwrap, is_main, in_process_group, get_world_size, ini
 
 # %% auto #0
 __all__ = ['KNNMonitor', 'Throughput', 'Checkpoint', 'TrainingDiverged', 'config_changes', 'check_config', 'load_checkpoint',
-           'DivergenceGuard', 'ssl_learner', 'train', 'plot_history', 'plot_knn_monitor']
+           'DivergenceGuard', 'bf16_supported', 'autocast_forward', 'ssl_learner', 'train', 'plot_history',
+           'plot_knn_monitor']
 
 # %% ../nbs/12_learner.ipynb #d0dab335
 class KNNMonitor(Metric):
@@ -224,18 +227,41 @@ class DivergenceGuard(Callback):
         bad = _nonfinite(unwrap(self.model))
         if bad: self._stop(f"the weights became non-finite ({_names(bad)})", '')
 
+# %% ../nbs/12_learner.ipynb #1fa6400b
+def bf16_supported() -> bool:
+    "Whether this CPU computes bfloat16 in hardware (oneDNN's check: AVX-512 BF16 or AMX)."
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+def autocast_forward(model:nn.Module, dtype=torch.bfloat16) -> nn.Module:
+    "Run `model.forward` under CPU autocast to `dtype`, its floating outputs cast back to float32; returns `model`."
+    fwd = model.forward
+    if getattr(fwd, '_autocast', None) is not None:
+        raise ValueError(f"autocast_forward: the forward already autocasts to {fwd._autocast}")
+    @wraps(fwd)
+    def forward(*args, **kw):
+        with torch.autocast('cpu', dtype=dtype): return to_float(fwd(*args, **kw))
+    forward._autocast = dtype
+    model.forward = forward
+    return model
+
 # %% ../nbs/12_learner.ipynb #046180b0
 def _quiet(*args, **kw): pass
 
 def ssl_learner(train:ImageData, method:str='rotation', tier:str|Tier='cpu', valid:ImageData|None=None,
                 monitor:tuple|None=None, path=None, device=None, lr:float|None=None, method_kw:dict|None=None,
-                distributed:bool|None=None, seed:int=0, **tier_kw) -> Learner:
+                distributed:bool|None=None, seed:int=0, precision:str='fp32', **tier_kw) -> Learner:
     """A fastai `Learner` pre-training `method` on `train` (labels unused) at `tier` (a name, or a `Tier` used as given);
-    `distributed` (default: inside a process group) adds `DistributedSSL`, the tier's batch being global."""
+    `distributed` (default: inside a process group) adds `DistributedSSL`, the tier's batch being global;
+    `precision='bf16'` autocasts the forward pass to bfloat16 on a CPU that supports it (`autocast_forward`)."""
     if lr is not None: lr = positive_number(lr, 'lr')
     if not isinstance(tier, Tier) or tier_kw: tier = method_tier(method, tier, **tier_kw)
     distributed = in_process_group() if distributed is None else distributed
     device = default_device(device if device is not None or not distributed else rank_device())
+    if precision not in ('fp32', 'bf16'): raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    if precision == 'bf16' and device.type != 'cpu':
+        raise ValueError(f"precision='bf16' is for the CPU; on {device.type} the learner uses mixed precision anyway")
+    if precision == 'bf16' and not bf16_supported():
+        raise ValueError("precision='bf16': this CPU has no bfloat16 arithmetic (AVX-512 BF16 or AMX); use 'fp32'")
     if len(train) < tier.bs:
         raise ValueError(f"{len(train)} training images is fewer than one batch of {tier.bs}; lower bs")
     if distributed and tier.bs % get_world_size():
@@ -259,6 +285,7 @@ def ssl_learner(train:ImageData, method:str='rotation', tier:str|Tier='cpu', val
                     metrics=metrics, cbs=cbs, path=path or '.', model_dir='.')
     learn.model.to(memory_format=model.memory_format(device))
     if device.type == 'cuda': learn.to_fp16()
+    if precision == 'bf16': autocast_forward(learn.model)
     if distributed and not is_main():              # rank 0 alone shows the progress bar and the table
         learn.remove_cb(ProgressCallback); learn.logger = _quiet
     return learn
@@ -309,7 +336,7 @@ def _data_hash(d:ImageData) -> str:
 
 def train(method:str='rotation', data:str|tuple='fmnist', tier:str|Tier='cpu', out='runs/run', epochs:int|None=None,
           resume:bool=True, seed:int=0, device=None, monitor:bool=True, lr:float|None=None, method_kw:dict|None=None,
-          on_error:str='raise', **tier_kw) -> dict:
+          on_error:str='raise', precision:str='fp32', **tier_kw) -> dict:
     """Pre-train `method` on `data` at `tier`, checkpointing to `out` every epoch; returns a summary dict. Started by
     torchrun (`WORLD_SIZE` ≥ 2), every rank runs this: the tier's batch is split between them (see
     `ssl_learn.distributed`), rank 0 writes."""
@@ -317,11 +344,11 @@ def train(method:str='rotation', data:str|tuple='fmnist', tier:str|Tier='cpu', o
     tier = method_tier(method, tier, epochs=epochs, **tier_kw)
     created = init_distributed()
     try:
-        return _train(method, data, tier, out, resume, seed, device, monitor, lr, method_kw, on_error)
+        return _train(method, data, tier, out, resume, seed, device, monitor, lr, method_kw, on_error, precision)
     finally:
         if created: torch.distributed.destroy_process_group()
 
-def _train(method, data, tier, out, resume, seed, device, monitor, lr, method_kw, on_error) -> dict:
+def _train(method, data, tier, out, resume, seed, device, monitor, lr, method_kw, on_error, precision='fp32') -> dict:
     distributed = in_process_group()
     device = default_device(device if device is not None or not distributed else rank_device())
     say = print if is_main() else (lambda *a, **k: None)
@@ -331,11 +358,13 @@ def _train(method, data, tier, out, resume, seed, device, monitor, lr, method_kw
         pre, bank, query, _, _ = prepare_data(data, tier, seed, on_error=on_error)
         k = min(20, len(bank))
         learn = ssl_learner(pre, method, tier, valid=query, monitor=(bank, query, k) if monitor else None, path=out,
-                            device=device, lr=lr, method_kw=method_kw, distributed=distributed, seed=seed)
+                            device=device, lr=lr, method_kw=method_kw, distributed=distributed, seed=seed,
+                            precision=precision)
         config = _jsonable(dict(method=method, data=data if isinstance(data, str) else 'custom', n_pretrain=len(pre),
                                 data_hash=_data_hash(pre), tier=tier.name, arch=learn.model.backbone.config,
                                 size=tier.size, seed=seed, lr=learn.lr, wd=learn.wd, bs=tier.bs, epochs=tier.epochs,
-                                method_kw=method_kw or {}))
+                                method_kw=method_kw or {},
+                                **({} if precision == 'fp32' else dict(precision=precision))))   # old configs match
         learn.checkpoint.meta['config'] = config
         start = 0
         if resume and (out/'last.pth').exists():

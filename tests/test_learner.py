@@ -5,7 +5,7 @@ import pytest, torch
 from fastai.callback.core import Callback, CancelFitException
 from ssl_learn.core import set_seed, get_tier
 from ssl_learn.data import load_fmnist
-from ssl_learn.learner import ssl_learner, load_checkpoint, train
+from ssl_learn.learner import ssl_learner, load_checkpoint, train, bf16_supported
 from ssl_learn.models import load_backbone, save_backbone, resnet18
 
 @pytest.fixture(scope='module')
@@ -108,3 +108,14 @@ def test_cpu_memory_layout_follows_the_method(small, method, layout):
     h = conv.register_forward_hook(lambda m, i, o: seen.add('nhwc' if nhwc(i[0]) else 'nchw'))
     learn.fit(1); h.remove()
     assert seen == {layout}
+
+
+@pytest.mark.skipif(not bf16_supported(), reason='this CPU has no bfloat16 arithmetic')
+def test_bf16_run_records_its_precision_and_refuses_an_fp32_resume(tmp_path):
+    # the precision is part of the run's configuration: a float32 call cannot silently continue a bfloat16 run
+    s = train('rotation', 'fmnist', 'test', tmp_path/'r', epochs=1, width=8, monitor=False, precision='bf16')
+    assert s['config']['precision'] == 'bf16'
+    assert torch.isfinite(torch.tensor([h['train_loss'] for h in s['history']])).all()
+    (tmp_path/'r'/'train.json').unlink()   # as if interrupted before the summary
+    with pytest.raises(ValueError, match='precision'):
+        train('rotation', 'fmnist', 'test', tmp_path/'r', epochs=1, width=8, monitor=False)  # precision alone differs
