@@ -11,14 +11,13 @@ Usage (from the repository root): python -m experiments.bench_foundation [--quic
 import argparse, json, math, subprocess, sys, time
 from pathlib import Path
 import torch, torch.nn.functional as F
-from torch import nn
 
 from ssl_learn.core import atomic_save, provenance, set_seed, get_tier
 from ssl_learn.data import load_fmnist
 from ssl_learn.augment import (view_preset, to_float, Views, RandomResizedCrop, ColorJitter, RandomGrayscale,
                                GaussianBlur, Solarize)
 from ssl_learn.learner import ssl_learner, Throughput
-from ssl_learn.method import MethodCallback
+from ssl_learn.method import MethodCallback, SSLModel
 from ssl_learn.models import make_backbone
 from ssl_learn.models import LinearHead
 
@@ -62,9 +61,9 @@ for ch in (1, 3):
 class SupervisedCB(MethodCallback):
     "Plain supervised step: the same crop+flip views, class labels as targets."
     def __init__(self, views, y): super().__init__(views); self.y = y
-    def make_views(self, x, idx): return (self.views(x),), (self.y[idx.cpu()].to(x.device),)
+    def make_views(self, x, idx, training=True): return (self.views(x),), (self.y[idx.cpu()].to(x.device),)
 
-class Supervised(nn.Module):
+class Supervised(SSLModel):   # the method contract: MethodCallback asks the model for its layout and on_step
     def __init__(self, backbone, n): super().__init__(); self.backbone, self.head = backbone, LinearHead(backbone.out_dim, n)
     def forward(self, x): return self.head(self.backbone(x))
     def loss(self, p, y): return F.cross_entropy(p, y)

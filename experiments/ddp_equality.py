@@ -68,7 +68,9 @@ def _global_views(cb, data, step):
     idx = (torch.arange(N) * 3 + step * N) % len(data)
     torch.manual_seed(1000 + step)
     xb, yb = cb.make_views(data.x[idx], idx, True)
-    xb = tuple(t.contiguous(memory_format=torch.channels_last) if t.ndim == 4 else t for t in xb)
+    from ssl_learn.distributed import unwrap
+    fmt = unwrap(cb.learn.model).memory_format(xb[0].device)   # the layout `MethodCallback.before_batch` uses
+    xb = tuple(t.contiguous(memory_format=fmt) if t.ndim == 4 else t for t in xb)
     return xb, yb
 
 def rank_rows(t, rank, method, world=WORLD, n=N):

@@ -8,7 +8,7 @@ Docs: https://ssl-learn.github.io/ssl_learn/learner.html.md"""
 from __future__ import annotations
 import errno, hashlib, json, os, random, signal, threading, time, warnings
 from contextlib import contextmanager
-from functools import partial, wraps
+from functools import partial
 from pathlib import Path
 import torch
 from torch import nn
@@ -31,8 +31,8 @@ from .distributed import (unwrap, is_main, in_process_group, get_world_size, ini
 
 # %% auto #0
 __all__ = ['KNNMonitor', 'Throughput', 'Checkpoint', 'TrainingDiverged', 'config_changes', 'check_config', 'load_checkpoint',
-           'DivergenceGuard', 'bf16_supported', 'autocast_forward', 'ssl_learner', 'train', 'plot_history',
-           'plot_knn_monitor']
+           'DivergenceGuard', 'bf16_supported', 'AutocastForward', 'autocast_forward', 'ssl_learner', 'train',
+           'plot_history', 'plot_knn_monitor']
 
 # %% ../nbs/12_learner.ipynb #d0dab335
 class KNNMonitor(Metric):
@@ -173,10 +173,14 @@ def check_config(st:dict, config:dict, path):
         warnings.warn(f"{path} records no run configuration (an older checkpoint): only "
                       f"{', '.join(old) or 'nothing'} can be checked before resuming")
         config = {k: config.get(k) for k in old}
+    if 'method' in config:   # a run's precision is float32 unless its configuration says otherwise
+        old, config = {'precision': 'fp32', **old}, {'precision': 'fp32', **config}
     ch = config_changes(old, config)
     if not ch: return
     ch = [c + (' (the one-cycle learning-rate schedule spans the whole run, so its length cannot change on resume)'
-               if c.startswith('epochs ') else '') for c in ch]
+               if c.startswith('epochs ') else '') +
+          (f" (resume with --precision {old['precision']}, train(..., precision={old['precision']!r}))"
+           if c.startswith('precision ') else '') for c in ch]
     raise ValueError(f"{path} holds a checkpoint of another run: {'; '.join(ch)}. Resuming would mix the two runs: "
                      "start over with --no-resume (train(..., resume=False)), or use another --out")
 
@@ -232,16 +236,18 @@ def bf16_supported() -> bool:
     "Whether this CPU computes bfloat16 in hardware (oneDNN's check: AVX-512 BF16 or AMX)."
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
+class AutocastForward:
+    """`model`'s own forward under CPU autocast to `dtype`, its floating outputs cast back to float32. An object, not a
+    closure: a deep copy of the model runs the copy's weights, and the model still pickles."""
+    def __init__(self, model:nn.Module, dtype=torch.bfloat16): self.model, self.dtype = model, dtype
+    def __call__(self, *args, **kw):
+        with torch.autocast('cpu', dtype=self.dtype): return to_float(type(self.model).forward(self.model, *args, **kw))
+
 def autocast_forward(model:nn.Module, dtype=torch.bfloat16) -> nn.Module:
-    "Run `model.forward` under CPU autocast to `dtype`, its floating outputs cast back to float32; returns `model`."
-    fwd = model.forward
-    if getattr(fwd, '_autocast', None) is not None:
-        raise ValueError(f"autocast_forward: the forward already autocasts to {fwd._autocast}")
-    @wraps(fwd)
-    def forward(*args, **kw):
-        with torch.autocast('cpu', dtype=dtype): return to_float(fwd(*args, **kw))
-    forward._autocast = dtype
-    model.forward = forward
+    "Run `model.forward` under CPU autocast to `dtype` (an `AutocastForward` in the instance); returns `model`."
+    if isinstance(model.__dict__.get('forward'), AutocastForward):
+        raise ValueError(f"autocast_forward: the forward already autocasts to {model.forward.dtype}")
+    model.forward = AutocastForward(model, dtype)
     return model
 
 # %% ../nbs/12_learner.ipynb #046180b0
@@ -259,9 +265,12 @@ def ssl_learner(train:ImageData, method:str='rotation', tier:str|Tier='cpu', val
     device = default_device(device if device is not None or not distributed else rank_device())
     if precision not in ('fp32', 'bf16'): raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     if precision == 'bf16' and device.type != 'cpu':
-        raise ValueError(f"precision='bf16' is for the CPU; on {device.type} the learner uses mixed precision anyway")
+        raise ValueError(f"precision 'bf16' (--precision bf16) is for training on the CPU, not on {device.type}"
+                         + (" (on CUDA the learner trains in fp16 mixed precision already)" if device.type == 'cuda'
+                            else ''))
     if precision == 'bf16' and not bf16_supported():
-        raise ValueError("precision='bf16': this CPU has no bfloat16 arithmetic (AVX-512 BF16 or AMX); use 'fp32'")
+        raise ValueError("precision 'bf16' (--precision bf16): this CPU has no bfloat16 arithmetic (AVX-512 BF16 or "
+                         "AMX); use 'fp32'")
     if len(train) < tier.bs:
         raise ValueError(f"{len(train)} training images is fewer than one batch of {tier.bs}; lower bs")
     if distributed and tier.bs % get_world_size():
@@ -339,7 +348,7 @@ def train(method:str='rotation', data:str|tuple='fmnist', tier:str|Tier='cpu', o
           on_error:str='raise', precision:str='fp32', **tier_kw) -> dict:
     """Pre-train `method` on `data` at `tier`, checkpointing to `out` every epoch; returns a summary dict. Started by
     torchrun (`WORLD_SIZE` ≥ 2), every rank runs this: the tier's batch is split between them (see
-    `ssl_learn.distributed`), rank 0 writes."""
+    `ssl_learn.distributed`), rank 0 writes. `precision='bf16'`: the forward in bfloat16 on the CPU (`ssl_learner`)."""
     if lr is not None: positive_number(lr, 'lr')
     tier = method_tier(method, tier, epochs=epochs, **tier_kw)
     created = init_distributed()

@@ -98,3 +98,14 @@ def test_method_report_lists_lightly_seeds(tmp_path):
         (cmp/f'seed{s}.json').write_text(json.dumps(c(81., 81., s)))
     r = method_report('simclr', tmp_path)
     assert r.index('(seed 1;') < r.index('(seed 2;') < r.index('(seed 10;')      # numeric order, not the file names'
+
+
+def test_bench_does_not_take_a_bf16_run_for_its_own():
+    # the benchmark trains in float32: a bf16 run in its run folder is another run, not "done before"
+    from ssl_learn.bench.run import _record_differs
+    from ssl_learn.core import get_tier
+    t = get_tier('test')
+    got = dict(method='rotation', data='fmnist', tier='test', epochs=t.epochs, config=dict(precision='bf16'))
+    assert any(b.startswith('precision') for b in _record_differs(got, 'rotation', t, 'fmnist'))
+    got['config'] = {}   # float32 runs record no precision
+    assert not any(b.startswith('precision') for b in _record_differs(got, 'rotation', t, 'fmnist'))

@@ -96,7 +96,8 @@ def test_python_api_as_in_the_readme(tmp_path):
 @pytest.mark.parametrize('method,layout', [('moco_v2', 'nchw'), ('densecl', 'nchw'), ('simclr', 'nhwc'),
                                            ('rotation', 'nhwc')])
 def test_cpu_memory_layout_follows_the_method(small, method, layout):
-    # on the CPU the shuffle-BN methods train in NCHW (their grouped BN copies are cheaper there), the rest channels-last.
+    # on the CPU the shuffle-BN methods train in NCHW (their grouped BN copies are cheaper there), the rest in
+    # channels-last.
     # One-channel views look the same in both layouts, so the check is on a weight and on the activations it meets.
     set_seed(0)
     learn = ssl_learner(small, method, 'test', bs=64, width=8, device='cpu')
@@ -113,9 +114,10 @@ def test_cpu_memory_layout_follows_the_method(small, method, layout):
 @pytest.mark.skipif(not bf16_supported(), reason='this CPU has no bfloat16 arithmetic')
 def test_bf16_run_records_its_precision_and_refuses_an_fp32_resume(tmp_path):
     # the precision is part of the run's configuration: a float32 call cannot silently continue a bfloat16 run
-    s = train('rotation', 'fmnist', 'test', tmp_path/'r', epochs=1, width=8, monitor=False, precision='bf16')
+    s = train('rotation', 'fmnist', 'test', tmp_path/'r', epochs=1, width=8, monitor=False, precision='bf16',
+              device='cpu')
     assert s['config']['precision'] == 'bf16'
     assert torch.isfinite(torch.tensor([h['train_loss'] for h in s['history']])).all()
     (tmp_path/'r'/'train.json').unlink()   # as if interrupted before the summary
-    with pytest.raises(ValueError, match='precision'):
-        train('rotation', 'fmnist', 'test', tmp_path/'r', epochs=1, width=8, monitor=False)  # precision alone differs
+    with pytest.raises(ValueError, match="precision 'bf16' → 'fp32'.*--precision bf16"):   # the way out, named
+        train('rotation', 'fmnist', 'test', tmp_path/'r', epochs=1, width=8, monitor=False, device='cpu')

@@ -133,8 +133,10 @@ def _record_differs(got:dict, method:str, tier:Tier, data:str, present_only:bool
     `present_only`, a field the record lacks is not held against it (the epochs always are)."""
     if isinstance(got.get('data'), str): got = {**got, 'data': _data_key(got['data'])}
     want = dict(method=method, data=_data_key(data), tier=tier.name, epochs=tier.epochs)
-    return [f"{k} {got.get(k)!r}, not {v!r}" for k, v in want.items()
-            if (not present_only or k in got or k == 'epochs') and got.get(k) != v]
+    bad = [f"{k} {got.get(k)!r}, not {v!r}" for k, v in want.items()
+           if (not present_only or k in got or k == 'epochs') and got.get(k) != v]
+    prec = (got.get('config') or {}).get('precision', 'fp32')   # the benchmark trains in float32
+    return bad + ([f"precision {prec!r}, not 'fp32'"] if prec != 'fp32' else [])
 
 def _run_mismatch(d:Path, method:str, tier:Tier, data:str) -> str|None:
     """None when run folder `d` holds the finished pre-training of `method` on `data` at `tier`; '' when it holds no
