@@ -120,7 +120,7 @@ def main(argv=None):
                    help='bf16: the forward pass in bfloat16 on a CPU with AVX-512 BF16 or AMX')
     t.add_argument('--arch',
                    help="backbone: resnet18/34/50, vit_tiny, vit_small (default: the method's, else the tier's)")
-    e = sub.add_parser('eval', help="evaluate a backbone checkpoint, or a baseline ('random', 'pixels', 'vit_random')")
+    e = sub.add_parser('eval', help="evaluate a backbone checkpoint, or a baseline ('random', 'pixels', 'vit_random', 'threshold')")
     e.add_argument('ckpt', help=f"backbone .pth file, or one of {BASELINES}")
     e.add_argument('--protocol', default='knn', help=f"comma-separated from {list(PROTOCOL_NAMES)}, or 'all'")
     e.add_argument('--data', default='fmnist'); e.add_argument('--tier', default='cpu', choices=sorted(TIERS))
@@ -141,7 +141,7 @@ def main(argv=None):
     b.add_argument('--force', action='store_true', help='retrain and re-run what is already done')
     b.add_argument('--settings',
                    help="protocol settings by name (default: 'cpu_bench' at the cpu and zoo tiers, else the tier's)")
-    b.add_argument('--no-baselines', action='store_true', help='skip random / pixels / supervised')
+    b.add_argument('--no-baselines', action='store_true', help='skip random / pixels / supervised / threshold')
     b.add_argument('--lock',
                    help='hold this file lock (flock) for the whole run, e.g. /tmp/ssl_cpu.lock on a shared machine')
     d = sub.add_parser('demo', help="the README's main job: pre-train, evaluate against random init, plot")

@@ -112,3 +112,50 @@ def test_bench_eval_worker_keeps_dense_seeds(tmp_path):
     value = lambda: json.loads((ev/'random_seg.json').read_text())['rows'][0]['value']
     eval_worker(job); assert value() == pytest.approx(12.3456)                  # taken back
     eval_worker(dict(job, force=True)); assert value() != pytest.approx(12.3456)  # --force: trained again
+
+
+def test_precision_is_checked_and_recorded(tiny, monkeypatch):
+    "bf16 runs where the CPU has it and says so in the rows; elsewhere it falls back to fp32 with a warning; typos raise."
+    import ssl_learn.eval.seg as seg
+    with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16'"):
+        seg_eval(resnet18(**BB), *tiny['voc'], precision='fp16', **ONE)
+    assert seg_eval(resnet18(**BB), *tiny['voc'], **ONE)[0]['precision'] == 'fp32'
+    monkeypatch.setattr(seg, 'bf16_supported', lambda: False)
+    with pytest.warns(UserWarning, match='running in fp32'):
+        rows = det_eval(resnet18(**BB), *tiny['voc'], proposals=10, precision='bf16', **ONE)
+    assert {r['precision'] for r in rows} == {'fp32'}
+
+
+@pytest.mark.skipif(not __import__('ssl_learn.learner', fromlist=['x']).bf16_supported(), reason='no bf16 CPU')
+def test_bf16_detector_keeps_boxes_and_losses_in_float32(tiny):
+    "Only the convolutions autocast: losses, proposals and predicted boxes stay float32, and the rows say bf16."
+    from ssl_learn.eval.det import autocast_detector, _det_batch
+    m = autocast_detector(c4_faster_rcnn(resnet18(**BB), 10, 64), 'bf16').train()
+    xs, ts = _det_batch(tiny['voc'][0], torch.arange(2))
+    assert all(v.dtype == torch.float32 for v in m(xs, ts).values())
+    out = m.eval()(xs)
+    assert all(o['boxes'].dtype == torch.float32 and o['scores'].dtype == torch.float32 for o in out)
+    rows = inst_eval(resnet18(**BB), *tiny['coco'], proposals=10, channels=16, fc=32, mask_channels=16,
+                     precision='bf16', **ONE)
+    assert {r['precision'] for r in rows} == {'bf16'}
+
+
+def test_dense_protocol_trains_on_the_first_n_train_scenes():
+    "n_train takes the first training scenes (the cpu setting's low-data regime); more than there are is refused."
+    import ssl_learn.eval.protocols as P
+    seen = {}
+    def fake(backbone, train, test, **kw): seen['n'] = len(train); return []
+    run = P._dense('seg', fake, 'voc')
+    run(resnet18(**BB), None, None, scenes='test', n_train=5); assert seen['n'] == 5
+    run(resnet18(**BB), None, None, scenes='test'); assert seen['n'] == 48
+    with pytest.raises(ValueError, match='n_train=49, but'): run(resnet18(**BB), None, None, scenes='test', n_train=49)
+    assert P.PROTOCOL_SETTINGS['cpu']['det']['n_train'] == P.DENSE_TRAIN_SCENES['cpu']
+
+
+def test_threshold_baseline_is_a_dense_only_baseline():
+    "'threshold' (the non-learned detector) evaluates like any baseline on the dense protocols and refuses the others."
+    from ssl_learn.eval.protocols import evaluate
+    rows = evaluate('threshold', 'det,seg', tier='test')
+    assert {r['protocol'] for r in rows} == {'det', 'seg'} and all(r['setting'] == 'threshold+CC+kNN' for r in rows)
+    assert all(0 <= r['value'] <= 100 for r in rows) and {r['backbone'] for r in rows} == {'threshold'}
+    with pytest.raises(ValueError, match='only detects and segments'): evaluate('threshold', 'knn', tier='test')

@@ -58,7 +58,7 @@ def estimate_seconds(settings:str='cpu_bench', out='results/bench', tier:str='cp
     for p in PROTOCOL_NAMES:
         key = p; preds = []
         for n, rows in res.items():
-            if n == 'pixels': continue
+            if n in ('pixels', 'threshold'): continue     # baselines without a network: no timing to scale
             rs = [r for r in rows if r['protocol'] == key]
             if not rs or not rs[0].get('_wall'): continue
             r = dict(rs[0], _all=rs)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json, re, statistics
 from pathlib import Path
 from ..core import atomic_save
-from ..eval.protocols import is_row, KNN_HEADLINE
+from ..eval.protocols import is_row, KNN_HEADLINE, BASELINES
 from ..method import get_method, list_methods
 from .run import (BENCH_BASELINES, row_order, train_summary, bench_dir, find_results, full_run,
                                  full_run_report)
@@ -267,7 +267,7 @@ def margins(results:dict) -> dict:
     `MARGIN_TARGETS` are met (None when a figure is missing)."""
     px, out = _value(results.get('pixels', []), 'linear'), {}
     for n in row_order(results):
-        if n in ('random', 'pixels', 'vit_random'): continue
+        if n in BASELINES: continue                        # untrained (and the non-learned detector)
         base = own_random(n); d = dict(baseline=base)
         for col in ('linear', 'low-shot k=8', 'kNN k=20'):
             v, v0 = _value(results[n], col), _value(results.get(base, []), col)

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from ..core import get_tier, provenance, atomic_save, Tier
 from ..method import list_methods
-from ..eval.protocols import parse_protocols, evaluate, PROTOCOL_SETTINGS, PIXEL_PROTOCOLS, BASELINES
+from ..eval.protocols import parse_protocols, evaluate, PROTOCOL_SETTINGS, PIXEL_PROTOCOLS, BASELINES, DENSE_PROTOCOLS
 from ..eval.seg import seed_store
 
 # %% auto #0
@@ -20,7 +20,7 @@ __all__ = ['BENCH_BASELINES', 'BENCH_TIER', 'ZOO_ORDER', 'row_order', 'bench_met
            'full_run', 'full_run_report']
 
 # %% ../../nbs/50_bench.run.ipynb #5c8c5925
-BENCH_BASELINES = ('random', 'pixels', 'supervised', 'vit_random')
+BENCH_BASELINES = ('random', 'pixels', 'supervised', 'vit_random', 'threshold')
 BENCH_TIER = 'zoo'   # what `ssl_learn bench` runs unless told otherwise
 ZOO_ORDER = ('relative_loc', 'rotation', 'deepcluster', 'npid', 'odc', 'moco_v1', 'moco_v2', 'simclr', 'byol', 'swav',
              'densecl', 'simsiam', 'moco_v3', 'mae')
@@ -311,7 +311,9 @@ def bench(tier:str=BENCH_TIER, methods='all', protocols='all', out='results/benc
     try:
         for name in names:
             trained = name not in BASELINES
-            cand = [p for p in ps if name != 'pixels' or p in PIXEL_PROTOCOLS]
+            cand = [p for p in ps if (name != 'pixels' or p in PIXEL_PROTOCOLS) and
+                    (name != 'threshold' or p in DENSE_PROTOCOLS)]
+            if not cand: continue                                   # a baseline none of these protocols applies to
             todo = _todo(name, cand, ev, sname, force,
                          _train_info(runs, name, tier_.name, data, size, out) if trained else None)
             res = log['results'][name] = {}

@@ -19,17 +19,77 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, FastRCNNConvFCHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import MultiScaleRoIAlign, FeaturePyramidNetwork
+from torchvision.ops.poolers import _setup_scales
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from fastprogress.fastprogress import progress_bar
 from ..core import default_device, set_seed, peak_memory_mb
 from ..data import ImageData
 from ..scenes import Scenes
-from .seg import dense_backbone, stage_strides, confusion, miou, run_key, per_seed
+from .seg import dense_backbone, stage_strides, confusion, miou, run_key, per_seed, dense_precision
+from ..learner import autocast_forward
 
 # %% auto #0
-__all__ = ['DET_MODEL', 'DET_SETTINGS', 'StageFeatures', 'Res5Head', 'c4_faster_rcnn', 'FPNFeatures', 'fpn_mask_rcnn', 'voc_ap',
-           'box_iou_np', 'voc_eval', 'scenes_to_coco', 'coco_eval', 'train_detector', 'predict_det', 'det_eval',
-           'inst_eval', 'ThresholdDetector', 'semantic_from_instances', 'baseline_eval', 'export_backbone']
+__all__ = ['DET_MODEL', 'DET_SETTINGS', 'roi_align_mm', 'RoIAlignMM', 'StageFeatures', 'Res5Head', 'c4_faster_rcnn',
+           'FPNFeatures', 'fpn_mask_rcnn', 'voc_ap', 'box_iou_np', 'voc_eval', 'scenes_to_coco', 'coco_eval',
+           'autocast_detector', 'train_detector', 'predict_det', 'det_eval', 'inst_eval', 'ThresholdDetector',
+           'semantic_from_instances', 'baseline_eval', 'export_backbone']
+
+# %% ../../nbs/46_eval.det.ipynb #331aa316
+def _axis_weights(start:torch.Tensor, length:torch.Tensor, n:int, out:int, sampling_ratio:int) -> torch.Tensor:
+    "K×out×n: the weights of one axis's `n` cells in `out` bins (torchvision's RoIAlign rules, aligned=False)."
+    grid = (length / out).ceil().clamp(min=1).long() if sampling_ratio <= 0 else torch.full_like(start, sampling_ratio,
+                                                                                              dtype=torch.long)
+    s = int(grid.max()) if len(grid) else 1
+    i = torch.arange(s, device=start.device)
+    # sample positions: K × out × s (bin p, sample i of the RoI's grid[k])
+    t = torch.arange(out, device=start.device)[:, None] + (i[None] + 0.5) / grid[:, None, None]
+    p = start[:, None, None] + length[:, None, None] / out * t
+    keep = ((p >= -1) & (p <= n) & (i < grid[:, None, None])).to(start.dtype) / grid[:, None, None]
+    p = p.clamp(min=0); low = p.floor().long().clamp(max=n-1)
+    p = torch.where(low >= n - 1, low.to(p.dtype), p); high = (low + 1).clamp(max=n-1)
+    frac = p - low
+    w = torch.zeros(*p.shape, n, dtype=start.dtype, device=start.device)
+    w.scatter_add_(-1, low[..., None], ((1 - frac) * keep)[..., None])
+    w.scatter_add_(-1, high[..., None], (frac * keep)[..., None])
+    return w.sum(2)
+
+def roi_align_mm(x:torch.Tensor, rois:torch.Tensor, output_size, spatial_scale:float=1.,
+                 sampling_ratio:int=-1) -> torch.Tensor:
+    """`torchvision.ops.roi_align(x, rois, output_size, spatial_scale, sampling_ratio, aligned=False)` as two matmuls
+    per image: `rois` is K×5 (image index, x1, y1, x2, y2 in image coordinates); returns K×C×oh×ow."""
+    oh, ow = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+    N, C, H, W = x.shape; K = len(rois)
+    if K == 0: return x.new_zeros(0, C, oh, ow)
+    b = rois[:, 0].long(); r = rois[:, 1:].float() * spatial_scale          # weights in float32, whatever x is
+    x1, y1, x2, y2 = r.unbind(1)
+    ay = _axis_weights(y1, (y2 - y1).clamp(min=1.), H, oh, sampling_ratio).to(x.dtype)   # K×oh×H
+    ax = _axis_weights(x1, (x2 - x1).clamp(min=1.), W, ow, sampling_ratio).to(x.dtype)   # K×ow×W
+    order, outs, start = torch.argsort(b, stable=True), [], 0
+    counts = torch.bincount(b, minlength=N).tolist()
+    for n, cnt in enumerate(counts):
+        if not cnt: continue
+        k = order[start:start+cnt]; start += cnt
+        t = (x[n].reshape(C*H, W) @ ax[k].reshape(cnt*ow, W).T).view(C, H, cnt, ow)      # rows: C·H, columns: RoI bins
+        t = t.permute(2, 1, 0, 3).reshape(cnt, H, C*ow)
+        outs.append((ay[k] @ t).view(cnt, oh, C, ow).transpose(1, 2))                 # cnt×C×oh×ow
+    res = torch.cat(outs)
+    return res if torch.equal(order, torch.arange(K, device=order.device)) else res[torch.argsort(order)]
+
+class RoIAlignMM(MultiScaleRoIAlign):
+    "torchvision's `MultiScaleRoIAlign` (same scales and FPN level mapping) with `roi_align_mm` doing the pooling."
+    def forward(self, x:dict, boxes:list, image_shapes:list) -> torch.Tensor:
+        feats = [v for k, v in x.items() if k in self.featmap_names]
+        if self.scales is None or self.map_levels is None:
+            self.scales, self.map_levels = _setup_scales(feats, image_shapes, self.canonical_scale,
+                                                         self.canonical_level)
+        rois = torch.cat([torch.cat([torch.full_like(bx[:, :1], i), bx], 1) for i, bx in enumerate(boxes)])
+        if len(feats) == 1: return roi_align_mm(feats[0], rois, self.output_size, self.scales[0], self.sampling_ratio)
+        levels = self.map_levels(boxes)
+        res = feats[0].new_zeros(len(rois), feats[0].shape[1], *self.output_size)
+        for lvl, (f, s) in enumerate(zip(feats, self.scales)):
+            i = torch.where(levels == lvl)[0]
+            if len(i): res = res.index_put((i,), roi_align_mm(f, rois[i], self.output_size, s, self.sampling_ratio))
+        return res
 
 # %% ../../nbs/46_eval.det.ipynb #8cc3f727
 class StageFeatures(nn.Module):
@@ -64,8 +124,9 @@ def _frame(model, size:int, stride:int):
     return model
 
 # %% ../../nbs/46_eval.det.ipynb #48cba881
-DET_MODEL = dict(anchor_scale=4, rpn_post_nms_top_n_train=300, rpn_post_nms_top_n_test=100, rpn_pre_nms_top_n_test=300,
-                 box_batch_size_per_image=64, box_score_thresh=0.01, box_detections_per_img=100)
+DET_MODEL = dict(anchor_scale=4, rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300, rpn_pre_nms_top_n_test=300,
+                 rpn_post_nms_top_n_test=100, box_batch_size_per_image=64, box_score_thresh=0.01,
+                 box_detections_per_img=100)
 
 def c4_faster_rcnn(backbone, n_classes:int, size:int, anchor_sizes=None, **kw) -> FasterRCNN:
     """Faster R-CNN R-C4 (the zoo's VOC protocol) from torchvision's generic `FasterRCNN`: stem..layer3 as the
@@ -76,7 +137,7 @@ def c4_faster_rcnn(backbone, n_classes:int, size:int, anchor_sizes=None, **kw) -
     sizes = anchor_sizes or tuple(scale * s4 * 2**i for i in range(-1, 3))
     m = FasterRCNN(StageFeatures(bb, (3,)),
                    rpn_anchor_generator=AnchorGenerator((tuple(sizes),), ((0.5, 1.0, 2.0),)),
-                   box_roi_pool=MultiScaleRoIAlign(['0'], 14, 0), box_head=Res5Head(bb.layer4, bb.stage_dims[4]),
+                   box_roi_pool=RoIAlignMM(['0'], 14, 0), box_head=Res5Head(bb.layer4, bb.stage_dims[4]),
                    box_predictor=FastRCNNPredictor(bb.stage_dims[4], n_classes + 1), **kw)
     del bb.layer4          # it lives on in the RoI head only (a second reference would be trained twice in the state)
     return _frame(m, size, s4)
@@ -100,10 +161,10 @@ def fpn_mask_rcnn(backbone, n_classes:int, size:int, channels:int=256, fc:int=10
     feats = FPNFeatures(bb, channels); names = ['0', '1', '2', '3']
     m = MaskRCNN(feats,
                  rpn_anchor_generator=AnchorGenerator(tuple((scale*s,) for s in st), ((0.5, 1.0, 2.0),)*len(st)),
-                 box_roi_pool=MultiScaleRoIAlign(names, 7, 2),
+                 box_roi_pool=RoIAlignMM(names, 7, 2),
                  box_head=FastRCNNConvFCHead((channels, 7, 7), [channels]*4, [fc], norm_layer=nn.BatchNorm2d),
                  box_predictor=FastRCNNPredictor(fc, n_classes + 1),
-                 mask_roi_pool=MultiScaleRoIAlign(names, 14, 2),
+                 mask_roi_pool=RoIAlignMM(names, 14, 2),
                  mask_head=MaskRCNNHeads(channels, [mask_channels]*4, 1, norm_layer=nn.BatchNorm2d),
                  mask_predictor=MaskRCNNPredictor(mask_channels, mask_channels, n_classes + 1), **kw)
     return _frame(m, size, st[-1])
@@ -193,15 +254,25 @@ def coco_eval(preds:list, scenes:Scenes, iou_type:str='bbox') -> dict:
 DET_SETTINGS = {
     'test': dict(det=dict(epochs=1, bs=4, lr=0.01, seeds=(0,), proposals=20),
                  inst=dict(epochs=1, bs=4, lr=0.01, seeds=(0,), proposals=20, channels=32, fc=128, mask_channels=32)),
-    # epochs and lr chosen on validation scenes (results/dense/settings_val.jsonl; experiments.dense_settings)
-    'cpu':  dict(det=dict(epochs=4, bs=8, lr=0.02, seeds=(0, 1, 2)),
-                 inst=dict(epochs=4, bs=8, lr=0.02, seeds=(0, 1, 2), channels=64, fc=256, mask_channels=64)),
+    # on the first 300 training scenes (protocols.DENSE_TRAIN_SCENES); epochs, lr and precision chosen on validation
+    # scenes (results/dense/settings_val.jsonl; experiments.dense_settings)
+    'cpu':  dict(det=dict(epochs=12, bs=8, lr=0.02, seeds=(0, 1, 2), precision='bf16'),
+                 inst=dict(epochs=12, bs=8, lr=0.02, seeds=(0, 1, 2), channels=64, fc=256, mask_channels=64,
+                           precision='bf16')),
     # the zoo on real data: VOC07+12 C4 24k iterations, batch 16, lr 0.02, short side 480-800 (test 800), flip;
     # COCO Mask R-CNN FPN 1× (90k iterations), batch 16, lr 0.02, short side 640-800, flip
     'gpu':  dict(det=dict(iters=24000, bs=16, lr=0.02, seeds=(0, 1, 2), min_size=(480, 800), test_size=800),
                  inst=dict(iters=90000, bs=16, lr=0.02, seeds=(0, 1, 2), min_size=(640, 800), test_size=800,
                            channels=256, fc=1024, mask_channels=256)),
 }
+
+def autocast_detector(model, precision:str='fp32'):
+    """Under 'bf16', `model`'s backbone and per-RoI heads (the convolutions: nearly all of the compute) run in CPU
+    autocast; the RPN, RoI pooling, box coding and losses stay float32, so boxes are not rounded to bfloat16."""
+    if precision == 'bf16':
+        for m in (model.backbone, model.roi_heads.box_head, getattr(model.roi_heads, 'mask_head', None)):
+            if m is not None: autocast_forward(m)
+    return model
 
 def _det_batch(scenes:Scenes, idx, g=None, masks:bool=False):
     "Images ([0,1] floats) and targets of scenes `idx`; with `g`, each flipped horizontally with probability ½."
@@ -251,13 +322,13 @@ def predict_det(model, scenes:Scenes, bs:int=8, device=None, mask_thresh:float=0
     return out
 
 # %% ../../nbs/46_eval.det.ipynb #5d012c76
-def _rows(protocol, setting, per_seed:list, seeds, classes, t0, device, keys):
+def _rows(protocol, setting, per_seed:list, seeds, classes, t0, device, keys, precision='fp32'):
     "One result row per metric in `keys`: mean ± std over seeds (in %), per-class values where measured."
     rows = []
     for k, (metric, per_key) in keys.items():
         v = [100*s[k] for s in per_seed]
         r = dict(protocol=protocol, setting=setting, metric=metric, value=float(np.mean(v)), std=float(np.std(v)),
-                 values=v, seeds=list(seeds))
+                 values=v, seeds=list(seeds), precision=precision)
         if per_key: r['per_class'] = dict(zip(classes, (100*np.nanmean([s[per_key] for s in per_seed], 0)).tolist()))
         rows.append(r)
     secs = sum(s.get('seconds') or 0 for s in per_seed) if per_seed and all('seconds' in s for s in per_seed) \
@@ -266,36 +337,39 @@ def _rows(protocol, setting, per_seed:list, seeds, classes, t0, device, keys):
     return rows
 
 def det_eval(backbone, train:Scenes, test:Scenes, epochs:int=3, bs:int=8, lr:float=0.01, seeds=(0, 1, 2),
-             proposals:int=100, device=None, progress:bool=False, **_) -> list:
+             proposals:int=100, precision:str='fp32', device=None, progress:bool=False, **_) -> list:
     """The detection protocol: Faster R-CNN R-C4 fine-tuned on `train`; VOC07 11-point AP50 (difficult objects
     ignored) and COCO AP, AP75 on `test`, mean ± std over `seeds`: three result rows."""
     dense_backbone(backbone, 'a detection head')
     seeds = (seeds,) if isinstance(seeds, int) else tuple(seeds); t0 = time.time()
-    key = run_key(backbone, train, test, protocol='det', epochs=epochs, bs=bs, lr=lr, proposals=proposals)
+    precision = dense_precision(precision, device); pk = {} if precision == 'fp32' else dict(precision=precision)
+    key = run_key(backbone, train, test, protocol='det', epochs=epochs, bs=bs, lr=lr, proposals=proposals, **pk)
     def one(s):
         set_seed(s)
-        m = c4_faster_rcnn(backbone, len(train.classes), train.images.shape[-1], rpn_post_nms_top_n_test=proposals)
+        m = autocast_detector(c4_faster_rcnn(backbone, len(train.classes), train.images.shape[-1],
+                                             rpn_post_nms_top_n_test=proposals), precision)
         m = train_detector(m, train, epochs, bs, lr, seed=s, device=device, progress=progress)
         p = predict_det(m, test, device=device)
         ap = voc_eval(p, test.targets, len(train.classes)); c = coco_eval(p, test, 'bbox')
         return dict(AP50=float(np.nanmean(ap)), per50=ap.tolist(), AP=c['AP'], AP75=c['AP75'])
     res = [per_seed('det', s, key, lambda: one(s)) for s in seeds]
     return _rows('det', 'FasterRCNN-C4', res, seeds, train.classes, t0, device,
-                 dict(AP50=('AP50 (VOC07)', 'per50'), AP=('AP', None), AP75=('AP75', None)))
+                 dict(AP50=('AP50 (VOC07)', 'per50'), AP=('AP', None), AP75=('AP75', None)), precision)
 
 def inst_eval(backbone, train:Scenes, test:Scenes, epochs:int=3, bs:int=8, lr:float=0.01, seeds=(0, 1, 2),
-              proposals:int=100, channels:int=64, fc:int=256, mask_channels:int=64, device=None, progress:bool=False,
-              **_) -> list:
+              proposals:int=100, channels:int=64, fc:int=256, mask_channels:int=64, precision:str='fp32', device=None,
+              progress:bool=False, **_) -> list:
     """The instance-segmentation protocol: Mask R-CNN R-FPN fine-tuned on `train` (scenes with masks, as read from
     COCO); box and mask AP, AP50, AP75 on `test` by pycocotools, mean ± std over `seeds`: six result rows."""
     dense_backbone(backbone, 'a detection head')
     seeds = (seeds,) if isinstance(seeds, int) else tuple(seeds); t0 = time.time()
+    precision = dense_precision(precision, device); pk = {} if precision == 'fp32' else dict(precision=precision)
     key = run_key(backbone, train, test, protocol='inst', epochs=epochs, bs=bs, lr=lr, proposals=proposals,
-                  channels=channels, fc=fc, mask_channels=mask_channels)
+                  channels=channels, fc=fc, mask_channels=mask_channels, **pk)
     def one(s):
         set_seed(s)
-        m = fpn_mask_rcnn(backbone, len(train.classes), train.images.shape[-1], channels, fc, mask_channels,
-                          rpn_post_nms_top_n_test=proposals)
+        m = autocast_detector(fpn_mask_rcnn(backbone, len(train.classes), train.images.shape[-1], channels, fc,
+                                            mask_channels, rpn_post_nms_top_n_test=proposals), precision)
         m = train_detector(m, train, epochs, bs, lr, seed=s, device=device, progress=progress, masks=True)
         p = predict_det(m, test, device=device)
         b, k = coco_eval(p, test, 'bbox'), coco_eval(p, test, 'segm')
@@ -304,7 +378,7 @@ def inst_eval(backbone, train:Scenes, test:Scenes, epochs:int=3, bs:int=8, lr:fl
     res = [per_seed('inst', s, key, lambda: one(s)) for s in seeds]
     return _rows('inst', 'MaskRCNN-FPN', res, seeds, train.classes, t0, device,
                  dict(bAP=('box AP', None), bAP50=('box AP50', None), bAP75=('box AP75', None),
-                      mAP=('mask AP', 'per'), mAP50=('mask AP50', None), mAP75=('mask AP75', None)))
+                      mAP=('mask AP', 'per'), mAP50=('mask AP50', None), mAP75=('mask AP75', None)), precision)
 
 # %% ../../nbs/46_eval.det.ipynb #adc99664
 class ThresholdDetector:
@@ -350,15 +424,21 @@ def semantic_from_instances(preds:list, size:int) -> torch.Tensor:
         for i in p['scores'].argsort().tolist(): o[p['masks'][i]] = int(p['labels'][i])
     return out
 
-def baseline_eval(train_voc:Scenes, test_voc:Scenes, test_coco:Scenes, items:ImageData, **_) -> list:
+def baseline_eval(train_voc:Scenes, test_voc:Scenes, test_coco:Scenes, items:ImageData,
+                  protocols=('det', 'inst', 'seg'), **_) -> list:
     "The non-learned baseline's rows for det (AP50 VOC07, AP, AP75), inst (mask AP, AP50) and seg (mIoU)."
-    t0 = time.time(); det = ThresholdDetector(train_voc, items)
-    p = det(test_voc); pc = det(test_coco)
-    ap, b = voc_eval(p, test_voc.targets, len(train_voc.classes)), coco_eval(p, test_voc)
-    mk = coco_eval(pc, test_coco, 'segm')
-    cm = confusion(semantic_from_instances(p, test_voc.images.shape[-1]), test_voc.semantic, len(train_voc.classes) + 1)
-    vals = [('det', 'AP50 (VOC07)', np.nanmean(ap)), ('det', 'AP', b['AP']), ('det', 'AP75', b['AP75']),
-            ('inst', 'mask AP', mk['AP']), ('inst', 'mask AP50', mk['AP50']), ('seg', 'mIoU', miou(cm))]
+    t0 = time.time(); det = ThresholdDetector(train_voc, items); vals = []
+    if 'det' in protocols or 'seg' in protocols: p = det(test_voc)
+    if 'det' in protocols:
+        ap, b = voc_eval(p, test_voc.targets, len(train_voc.classes)), coco_eval(p, test_voc)
+        vals += [('det', 'AP50 (VOC07)', np.nanmean(ap)), ('det', 'AP', b['AP']), ('det', 'AP75', b['AP75'])]
+    if 'inst' in protocols:
+        mk = coco_eval(det(test_coco), test_coco, 'segm')
+        vals += [('inst', 'mask AP', mk['AP']), ('inst', 'mask AP50', mk['AP50'])]
+    if 'seg' in protocols:
+        cm = confusion(semantic_from_instances(p, test_voc.images.shape[-1]), test_voc.semantic,
+                       len(train_voc.classes) + 1)
+        vals += [('seg', 'mIoU', miou(cm))]
     return [dict(protocol=pr, setting='threshold+CC+kNN', metric=m, value=100*float(v), std=0., backbone='threshold',
                  threshold=det.thresh, min_area=det.min_area, seconds=round(time.time() - t0, 1)) for pr, m, v in vals]
 

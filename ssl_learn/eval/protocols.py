@@ -22,12 +22,12 @@ from .linear import linear_eval, mhead_eval
 from .semi import semi_eval
 from .svm import svm_eval, lowshot_eval
 from .seg import seg_eval, SEG_SETTINGS, VIT_NA
-from .det import det_eval, inst_eval, DET_SETTINGS
+from .det import det_eval, inst_eval, baseline_eval, DET_SETTINGS
 
 # %% auto #0
-__all__ = ['PROTOCOL_SETTINGS', 'DENSE_METRICS', 'DENSE_PROTOCOLS', 'PROTOCOLS', 'PROTOCOL_NAMES', 'PIXEL_PROTOCOLS', 'BASELINES',
-           'KNN_HEADLINE', 'RawPixels', 'parse_protocols', 'check_settings', 'get_backbone', 'evaluate', 'format_table',
-           'is_row']
+__all__ = ['PROTOCOL_SETTINGS', 'DENSE_TRAIN_SCENES', 'DENSE_METRICS', 'DENSE_PROTOCOLS', 'PROTOCOLS', 'PROTOCOL_NAMES',
+           'PIXEL_PROTOCOLS', 'BASELINES', 'KNN_HEADLINE', 'RawPixels', 'NonLearned', 'parse_protocols',
+           'check_settings', 'get_backbone', 'evaluate', 'format_table', 'is_row']
 
 # %% ../../nbs/44_eval.protocols.ipynb #774d6b6b
 class RawPixels(nn.Module):
@@ -40,6 +40,15 @@ class RawPixels(nn.Module):
     def forward(self, x, stages:bool=False):
         if stages: raise ValueError("raw pixels have no stages: use the knn or linear protocols for the pixel baseline")
         return torch.flatten(to_float(x), 1)
+
+class NonLearned(nn.Module):
+    """The non-learned detector baseline ('threshold'): a grey-level threshold, connected components and a kNN vote on
+    each component's crop (`eval.det.ThresholdDetector`). No weights; the dense protocols only."""
+    def __init__(self):
+        super().__init__()
+        self.config = dict(baseline='threshold', in_chans=1)
+    def forward(self, x, stages:bool=False):
+        raise ValueError("the non-learned baseline has no features: use the det, inst or seg protocols")
 
 # %% ../../nbs/44_eval.protocols.ipynb #050a4359
 PROTOCOL_SETTINGS = {
@@ -73,28 +82,40 @@ PROTOCOL_SETTINGS['cpu_bench'] = dict(PROTOCOL_SETTINGS['cpu'],
     semi=dict(fracs=(0.01, 0.1), epochs=2, lrs=(0.1,)))
 # the dense protocols (det, inst, seg) run on FMNIST-Scenes of the matching size; the gpu tier uses the cpu scenes
 # until the real VOC/COCO/Cityscapes loaders are wired in (the zoo's settings: DET_SETTINGS/SEG_SETTINGS['gpu'])
+# the cpu setting fine-tunes on the first 300 of the 1,500 training scenes: the low-data regime, where pre-training
+# shows (chosen on validation scenes: results/dense/settings_val.jsonl)
+DENSE_TRAIN_SCENES = dict(test=None, cpu=300)
 for _t, _s in (('test', 'test'), ('cpu', 'cpu'), ('cpu_bench', 'cpu'), ('gpu', 'cpu')):
-    PROTOCOL_SETTINGS[_t].update(det=dict(scenes=_s, **DET_SETTINGS[_s]['det']),
-                                 inst=dict(scenes=_s, **DET_SETTINGS[_s]['inst']),
-                                 seg=dict(scenes=_s, **SEG_SETTINGS[_s]))
+    _n = DENSE_TRAIN_SCENES[_s]
+    PROTOCOL_SETTINGS[_t].update(det=dict(scenes=_s, n_train=_n, **DET_SETTINGS[_s]['det']),
+                                 inst=dict(scenes=_s, n_train=_n, **DET_SETTINGS[_s]['inst']),
+                                 seg=dict(scenes=_s, n_train=_n, **SEG_SETTINGS[_s]))
 PROTOCOL_SETTINGS['zoo'] = PROTOCOL_SETTINGS['cpu_bench']   # the benchmark tier evaluates as the benchmark does
 
 DENSE_METRICS = dict(det=('AP50 (VOC07)', 'AP', 'AP75'), seg=('mIoU',),
                      inst=('box AP', 'box AP50', 'box AP75', 'mask AP', 'mask AP50', 'mask AP75'))
 
 def _dense(name, fn, fmt):
-    def run(backbone, train, test, scenes:str='cpu', scene_seed:int=0, device=None, progress:bool=False, **kw):
+    def run(backbone, train, test, scenes:str='cpu', scene_seed:int=0, n_train:int|None=None, device=None,
+            progress:bool=False, **kw):
         if isinstance(backbone, ViT):   # reported, not raised: a ViT row in the table says n/a and why
             return [dict(protocol=name, setting='n/a', metric=m, value=None, std=None, na=VIT_NA)
                     for m in DENSE_METRICS[name]]
         c = getattr(backbone, 'config', {}).get('in_chans', 1)
         if c != 1: raise ValueError(f"{name}: the FMNIST-Scenes are grey (1 channel) but the backbone takes {c} "
                                     "channels")
-        bm = scene_benchmark(scenes, scene_seed)
-        return fn(backbone, bm[f'{fmt}_train'], bm[f'{fmt}_test'], device=device, progress=progress, **kw)
+        bm = scene_benchmark(scenes, scene_seed); tr = bm[f'{fmt}_train']
+        if n_train is not None:                       # the first n_train training scenes
+            if not 1 <= n_train <= len(tr):
+                raise ValueError(f"{name}: n_train={n_train}, but the {scenes!r} scenes have {len(tr)} training scenes")
+            tr = tr.subset(range(n_train))
+        if isinstance(backbone, NonLearned):          # the threshold baseline: kNN over `train`, the labeled items
+            return baseline_eval(tr, bm['voc_test'], bm['coco_test'], train, protocols=(name,))
+        return fn(backbone, tr, bm[f'{fmt}_test'], device=device, progress=progress, **kw)
     run.__name__ = f'{name}_protocol'
     run.__doc__ = (f"`{fn.__name__}` on the FMNIST-Scenes of setting `scenes` (read back through torchvision's "
-                   f"{'VOC' if fmt == 'voc' else 'COCO'} loader); `train`/`test` (the classification splits) unused.")
+                   f"{'VOC' if fmt == 'voc' else 'COCO'} loader), fine-tuned on the first `n_train` training scenes "
+                   "(all when None); `train`/`test` (the classification splits) unused.")
     return run
 
 DENSE_PROTOCOLS = dict(det=_dense('det', det_eval, 'voc'), inst=_dense('inst', inst_eval, 'coco'),
@@ -150,13 +171,14 @@ def check_settings(protocol:str, kw:dict, n_train:int|None=None):
                              f"(the kNN memory); use k ≤ {n_train}")
 
 # %% ../../nbs/44_eval.protocols.ipynb #2da51bf7
-BASELINES = ('random', 'pixels', 'vit_random')
+BASELINES = ('random', 'pixels', 'vit_random', 'threshold')
 
 def get_backbone(spec, tier:str|Tier, train, seed:int=0):
     """A backbone from a checkpoint path, an `nn.Module`, or a baseline name: 'random' (the tier's ResNet, untrained),
-    'vit_random' (the ViT that MAE and MoCo v3 train, untrained), 'pixels'."""
+    'vit_random' (the ViT that MAE and MoCo v3 train, untrained), 'pixels', 'threshold' (the non-learned detector)."""
     if isinstance(spec, nn.Module): bb = spec
     elif spec == 'pixels': return RawPixels(train.shape)
+    elif spec == 'threshold': return NonLearned()
     elif spec == 'random': set_seed(seed); bb = make_backbone(get_tier(tier), train)
     elif spec == 'vit_random': set_seed(seed); bb = make_backbone(get_tier(tier, arch='vit_tiny'), train)
     else: bb = load_backbone(spec)
@@ -198,6 +220,11 @@ def evaluate(spec, protocol:str='knn', data:str|tuple='fmnist', tier:str|Tier='c
         if bad:
             raise ValueError(f"the raw-pixel baseline has no stages to fine-tune or pool: protocols {bad} do not apply "
                              f"(use {PIXEL_PROTOCOLS})")
+    if isinstance(bb, NonLearned):
+        bad = [p for p in ps if p not in DENSE_PROTOCOLS]
+        if bad:
+            raise ValueError(f"the non-learned baseline only detects and segments: protocols {bad} do not apply "
+                             f"(use {tuple(DENSE_PROTOCOLS)})")
     rows, shared = [], len(ps) - len(refused) > 1
     with (feature_cache() if shared else nullcontext()):
         for p in ps:

@@ -6,20 +6,22 @@ Docs: https://ssl-learn.github.io/ssl_learn/eval.seg.html.md"""
 
 # %% ../../nbs/45_eval.seg.ipynb #a5959fe5
 from __future__ import annotations
-import contextlib, copy, hashlib, json, time
+import contextlib, copy, hashlib, json, time, warnings
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 from torch import nn
 from torchvision.models.segmentation.fcn import FCNHead
 from fastprogress.fastprogress import progress_bar
 from ..core import default_device, set_seed, peak_memory_mb, atomic_save
+from ..learner import bf16_supported, autocast_forward
 from ..models import ResNet
 from ..vit import ViT
 from ..scenes import Scenes, IGNORE
 
 # %% auto #0
 __all__ = ['STEM_STRIDE', 'VIT_NA', 'SEG_SETTINGS', 'dense_backbone', 'stage_strides', 'dilate', 'FCN', 'confusion',
-           'iou_from_confusion', 'miou', 'train_fcn', 'predict_seg', 'seed_store', 'run_key', 'per_seed', 'seg_eval']
+           'iou_from_confusion', 'miou', 'dense_precision', 'train_fcn', 'predict_seg', 'seed_store', 'run_key',
+           'per_seed', 'seg_eval']
 
 # %% ../../nbs/45_eval.seg.ipynb #8607c05f
 STEM_STRIDE = dict(imagenet=4, small=2, cifar=1)   # a ResNet's stride before layer1
@@ -99,11 +101,23 @@ def miou(cm:torch.Tensor) -> float:
 # %% ../../nbs/45_eval.seg.ipynb #f1d3d272
 SEG_SETTINGS = {   # FCN-D8 (mmseg fcn_r50-d8): SGD momentum 0.9, wd 5e-4, poly decay (power 0.9), aux weight 0.4
     'test': dict(epochs=1, bs=8, lr=0.01, seeds=(0,)),
-    # chosen on validation scenes (results/dense/settings_val.jsonl): 2-8 epochs stayed near "all background"
-    'cpu':  dict(epochs=16, bs=16, lr=0.1, seeds=(0, 1, 2)),
+    # on the first 300 training scenes, chosen on validation scenes (results/dense/settings_val.jsonl): 2-8 epochs
+    # stayed near "all background"; bf16 where the CPU has it (dense_precision), as accurate as fp32 there
+    'cpu':  dict(epochs=16, bs=16, lr=0.1, seeds=(0, 1, 2), precision='bf16'),
     # real data (VOC12aug 512² crops 20k iterations; Cityscapes 769² crops 40k iterations), batch 16, lr 0.01
     'gpu':  dict(iters=20000, bs=16, lr=0.01, seeds=(0, 1, 2), crop=512),
 }
+
+def dense_precision(precision:str='fp32', device=None) -> str:
+    """The precision a dense protocol trains and predicts in: 'fp32', or 'bf16' (CPU autocast of the convolutional
+    parts; box coding, RoI pooling and losses stay float32). On a device without bfloat16 hardware 'bf16' falls back
+    to 'fp32' with a warning; the result rows say which one ran."""
+    if precision not in ('fp32', 'bf16'):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', not {precision!r}")
+    if precision == 'bf16' and (default_device(device).type != 'cpu' or not bf16_supported()):
+        warnings.warn("precision='bf16' needs a CPU with AVX-512 BF16 or AMX; running in fp32")
+        return 'fp32'
+    return precision
 
 def _flip(x, y, g):
     "A random horizontal flip per image, applied to images and class maps together."
@@ -112,10 +126,11 @@ def _flip(x, y, g):
     return x, y
 
 def train_fcn(backbone, train:Scenes, n_classes:int, epochs:int=4, bs:int=16, lr:float=0.01, wd:float=5e-4,
-              output_stride:int=8, seed:int=0, device=None, progress:bool=False) -> FCN:
+              output_stride:int=8, seed:int=0, device=None, progress:bool=False, precision:str='fp32') -> FCN:
     "Fine-tune an FCN (nothing frozen, BN in training mode) on `train`'s class maps: SGD, poly learning-rate decay."
     device = default_device(device); set_seed(seed)
     model = FCN(backbone, n_classes, output_stride).to(device).train()
+    if dense_precision(precision, device) == 'bf16': autocast_forward(model)   # logits come back in float32
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=wd)
     n = len(train); steps = max(1, epochs * (n // bs)); g = torch.Generator().manual_seed(seed)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: (1 - i/steps) ** 0.9)
@@ -189,17 +204,19 @@ def per_seed(protocol:str, seed:int, key:str, compute) -> dict:
     return r
 
 def seg_eval(backbone, train:Scenes, test:Scenes, epochs:int=4, bs:int=16, lr:float=0.01, seeds=(0, 1, 2),
-             output_stride:int=8, device=None, progress:bool=False, **_) -> list:
+             output_stride:int=8, precision:str='fp32', device=None, progress:bool=False, **_) -> list:
     """The semantic-segmentation protocol: FCN-D`output_stride` fine-tuned on `train`, mIoU on `test` from one
     confusion matrix over the whole test set (255 ignored), mean ± std over `seeds`; one result row. `seconds` is the
     training and scoring time of the seeds, those taken back from a `seed_store` included."""
     bb = dense_backbone(backbone, 'a segmentation head')
     k = len(train.classes) + 1
     seeds = (seeds,) if isinstance(seeds, int) else tuple(seeds)
-    key = run_key(bb, train, test, protocol='seg', epochs=epochs, bs=bs, lr=lr, output_stride=output_stride)
+    precision = dense_precision(precision, device)
+    key = run_key(bb, train, test, protocol='seg', epochs=epochs, bs=bs, lr=lr, output_stride=output_stride,
+                  **({} if precision == 'fp32' else dict(precision=precision)))
     def one(s):
         m = train_fcn(bb, train, k, epochs, bs, lr, output_stride=output_stride, seed=s, device=device,
-                      progress=progress)
+                      progress=progress, precision=precision)
         cm = confusion(predict_seg(m, test, device=device), test.semantic, k)
         return dict(iou=float(miou(cm)), cm=cm.tolist())
     res = [per_seed('seg', s, key, lambda: one(s)) for s in seeds]
@@ -208,4 +225,5 @@ def seg_eval(backbone, train:Scenes, test:Scenes, epochs:int=4, bs:int=16, lr:fl
     return [dict(protocol='seg', setting=f'FCN-D{output_stride}', metric='mIoU', value=100*float(np.mean(ious)),
                  std=100*float(np.std(ious)), values=[100*v for v in ious], seeds=list(seeds),
                  per_class={c: 100*v for c, v in zip(['background'] + list(train.classes), per)},
-                 seconds=round(sum(r['seconds'] for r in res), 1), peak_memory_mb=round(peak_memory_mb(device), 1))]
+                 precision=precision, seconds=round(sum(r['seconds'] for r in res), 1),
+                 peak_memory_mb=round(peak_memory_mb(device), 1))]
