@@ -15,11 +15,11 @@ from .run import (BENCH_BASELINES, row_order, train_summary, bench_dir, find_res
                                  full_run_report)
 
 # %% auto #0
-__all__ = ['TABLE_COLUMNS', 'HEADLINES', 'BENCH_PLOTS', 'MARGIN_TARGETS', 'CURVE_TIERS', 'load_eval_dir', 'protocol_table',
-           'cost_table', 'load_bench', 'settings_notes', 'pretrain_table', 'bench_table', 'plot_stages',
-           'plot_lowshot_curves', 'plot_time_accuracy', 'bench_compute_seconds', 'render', 'own_random', 'margins',
-           'margin_table', 'lightly_lines', 'curve_tier', 'report_tier', 'method_report', 'learning_curve',
-           'plot_learning_curve']
+__all__ = ['TABLE_COLUMNS', 'HEADLINES', 'DENSE_HEADLINES', 'BENCH_PLOTS', 'MARGIN_TARGETS', 'CURVE_TIERS', 'load_eval_dir',
+           'protocol_table', 'cost_table', 'load_bench', 'settings_notes', 'pretrain_table', 'bench_table',
+           'plot_stages', 'plot_lowshot_curves', 'plot_time_accuracy', 'dense_ranking', 'dense_table',
+           'plot_dense_vs_linear', 'bench_compute_seconds', 'render', 'own_random', 'margins', 'margin_table',
+           'lightly_lines', 'curve_tier', 'report_tier', 'method_report', 'learning_curve', 'plot_learning_curve']
 
 # %% ../../nbs/51_bench.report.ipynb #5922c91c
 def _col(protocol, **fields): return lambda r: is_row(r, protocol, **fields)
@@ -78,15 +78,15 @@ def protocol_table(results:dict, order=None) -> str:
 
 def cost_table(results:dict) -> str:
     "Markdown: wall seconds and peak memory (MB) of each (backbone, protocol) run."
-    prots = [p for p in ('knn', 'linear', 'mhead', 'svm', 'lowshot', 'semi')
-             if any(r['protocol'] == p for rs in results.values() for r in rs)]
+    prots = [p for p in ('knn', 'linear', 'mhead', 'svm', 'lowshot', 'semi', 'det', 'inst', 'seg')
+             if any(r['protocol'] == p and r.get('value') is not None for rs in results.values() for r in rs)]
     head = '| backbone | ' + ' | '.join(f'{p} s / MB' for p in prots) + ' |'
     lines = [head, '|' + '---|' * (len(prots) + 1)]
     for n, rs in results.items():
         cells = []
         for p in prots:
             r = next((r for r in rs if r['protocol'] == p), None)
-            cells.append('-' if r is None else f"{r.get('_wall') or r.get('protocol_seconds', 0):.0f} / "
+            cells.append('-' if r is None or r.get('value') is None else f"{r.get('_wall') or r.get('protocol_seconds', 0):.0f} / "
                          f"{r.get('peak_memory_mb', 0):.0f}")
         lines.append(f'| {n} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
@@ -101,7 +101,8 @@ def load_bench(out='results/bench', tier:str='cpu', data:str='fmnist', size:int|
     return dict(results=res, train=train, out=bd, tier=tier, data=data)
 
 _PROT_LABEL = dict(knn='kNN', linear='linear AvgPool', mhead='multi-head', svm='SVM', lowshot='low-shot SVM',
-                   semi='semi-supervised')
+                   semi='semi-supervised', det='detection (Faster R-CNN C4)', inst='instance segmentation (Mask R-CNN '
+                   'FPN)', seg='semantic segmentation (FCN-D8)')
 
 def settings_notes(results:dict) -> str:
     "Markdown list: per protocol, each distinct settings dict and the rows measured with it."
@@ -197,6 +198,79 @@ def plot_time_accuracy(results:dict, train:dict, path=None):
     fig.suptitle('accuracy against pre-training time (dashed: untrained baselines)', fontsize=9); fig.tight_layout()
     return _save(fig, path)
 
+# %% ../../nbs/51_bench.report.ipynb #dde384fe
+DENSE_HEADLINES = {'det AP50': TABLE_COLUMNS['det AP50'], 'mask AP': TABLE_COLUMNS['mask AP'],
+                   'seg mIoU': TABLE_COLUMNS['seg mIoU']}
+_DENSE_PROTOCOL = {'det AP50': 'det', 'mask AP': 'inst', 'seg mIoU': 'seg'}
+
+def _spearman(a:list, b:list) -> float|None:
+    "Spearman's rank correlation of two equally long lists (average ranks for ties); None under 3 pairs."
+    if len(a) < 3: return None
+    from scipy.stats import spearmanr
+    return float(spearmanr(a, b).statistic)
+
+def dense_ranking(results:dict) -> dict:
+    """Per dense headline: the methods (trained rows, not the baselines) that have it and a linear figure, their two
+    values, and Spearman's ρ between the rankings (None under 3 methods)."""
+    out = {}
+    for col, f in DENSE_HEADLINES.items():
+        ms = [n for n in row_order(results) if n not in BENCH_BASELINES and n not in BASELINES]
+        pairs = [(n, _row_value(results[n], f), _row_value(results[n], HEADLINES['linear'])) for n in ms]
+        pairs = [(n, d, l) for n, d, l in pairs if d is not None and l is not None]
+        out[col] = dict(methods=[n for n, _, _ in pairs], dense=[d for _, d, _ in pairs],
+                        linear=[l for _, _, l in pairs],
+                        rho=_spearman([d for _, d, _ in pairs], [l for _, _, l in pairs]))
+    return out
+
+def _row_value(rows, f):
+    r = next((r for r in rows if f(r)), None)
+    return None if r is None else r.get('value')
+
+def dense_table(results:dict) -> str:
+    """Markdown: the dense headlines (mean ± std over seeds) and their gain over random init beside linear AvgPool,
+    each dense protocol's wall seconds / peak MB, and Spearman's ρ between the dense and linear rankings."""
+    names = [n for n in row_order(results) if any(r['protocol'] in ('det', 'inst', 'seg') for r in results[n])]
+    if not names: return ''
+    base = {c: _row_value(results.get('random', []), f) for c, f in DENSE_HEADLINES.items()}
+    head = ['backbone'] + [x for c in DENSE_HEADLINES for x in (c, 'Δ')] + ['linear'] + \
+           [f'{p} s / MB' for p in ('det', 'inst', 'seg')]
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for n in names:
+        cells = []
+        for c, f in DENSE_HEADLINES.items():
+            r = next((r for r in results[n] if f(r)), None); v = None if r is None else r.get('value')
+            cells += [_pm(r), '-' if v is None or base[c] is None or n in ('random', 'threshold')
+                      else f"{v - base[c]:+.2f}"]
+        lin = _row_value(results[n], HEADLINES['linear']); cells.append('-' if lin is None else f'{lin:.2f}')
+        for p in ('det', 'inst', 'seg'):
+            r = next((r for r in results[n] if r['protocol'] == p), None)
+            cells.append('-' if r is None or r.get('value') is None and 'na' in r else
+                         f"{r.get('_wall') or r.get('seconds') or 0:.0f} / {r.get('peak_memory_mb') or 0:.0f}")
+        lines.append(f'| {n} | ' + ' | '.join(cells) + ' |')
+    rk = dense_ranking(results)
+    rho = '; '.join(f"{c}: ρ = {d['rho']:+.2f} over {len(d['methods'])} methods" if d['rho'] is not None else
+                    f"{c}: too few methods ({len(d['methods'])})" for c, d in rk.items())
+    lines += ['', f"Spearman's ρ between each dense ranking and the linear AvgPool ranking of the same methods: {rho}. "
+              "Δ: points over random init. The `threshold` row is the non-learned detector (no training, one run)."]
+    return '\n'.join(lines)
+
+def plot_dense_vs_linear(results:dict, path=None):
+    "One panel per dense headline: each method's dense figure against its linear AvgPool top-1; baselines as lines."
+    import matplotlib.pyplot as plt
+    rk = dense_ranking(results)
+    fig, axs = plt.subplots(1, len(rk), figsize=(4*len(rk), 3.6))
+    for ax, (c, d) in zip(axs, rk.items()):
+        ax.scatter(d['linear'], d['dense'], s=14)
+        for n, x, y in zip(d['methods'], d['linear'], d['dense']):
+            ax.annotate(n, (x, y), fontsize=7, xytext=(3, 2), textcoords='offset points')
+        for b, col in (('random', 'gray'), ('supervised', 'green'), ('threshold', 'tan')):
+            v = _row_value(results.get(b, []), DENSE_HEADLINES[c])
+            if v is not None: ax.axhline(v, ls='--', c=col, lw=1); ax.annotate(b, (ax.get_xlim()[0], v), fontsize=7)
+        ax.set(xlabel='linear AvgPool top-1 (%)', ylabel=c,
+               title=f"{c}: ρ = {d['rho']:+.2f}" if d['rho'] is not None else c)
+    fig.tight_layout()
+    return _save(fig, path)
+
 # %% ../../nbs/51_bench.report.ipynb #332a3ede
 def _drop_empty_columns(md:str, every_row:bool=False) -> str:
     """Remove the columns of a markdown table where its last row (`every_row`: every data row) has no value ('-')."""
@@ -226,6 +300,8 @@ def render(out='results/bench', tier:str='cpu', data:str='fmnist', img_prefix:st
     if not res: return f"No results in {out/'eval'} yet: run `ssl_learn bench --tier {tier} --data {data}`."
     plot_time_accuracy(res, b['train'], out/'time.png')
     plot_stages(res, out/'stages.png'); plot_lowshot_curves(res, out/'lowshot.png')
+    dense = dense_table(res); ranked = any(d['methods'] for d in dense_ranking(res).values())
+    if ranked: plot_dense_vs_linear(res, out/'dense.png')
     import matplotlib.pyplot as plt; plt.close('all')
     c = bench_compute_seconds(b)
     commits = sorted({r['_commit'] for rs in res.values() for r in rs if r.get('_commit')})
@@ -236,7 +312,10 @@ def render(out='results/bench', tier:str='cpu', data:str='fmnist', img_prefix:st
           f"Rows: {len(res)} ({', '.join(row_order(res))}). Final-epoch figures; mean ± std over seeds or samplings "
           "where the "
           "protocol varies with them; `fN` is the stage (multi-head: best on held-out training images; SVM: best by "
-          "cross-validation on training data).", '', '**Settings** (from each file):', '', settings_notes(res), '',
+          "cross-validation on training data).", '',
+          *(['**Dense transfer** (det: Faster R-CNN C4, VOC07 AP50; inst: Mask R-CNN FPN, mask AP; seg: FCN-D8, '
+             'mIoU; on the FMNIST-Scenes, see `45_eval.seg` and `46_eval.det`):', '', dense, ''] if dense else []),
+          '**Settings** (from each file):', '', settings_notes(res), '',
           '**Pre-training** (tier budget):', '', pretrain_table({n: t for n, t in b['train'].items() if n in res}), '',
           '**Wall time (s) / peak memory (MB) per protocol** (benchmark files come from one process per backbone, so '
           'the time of a protocol leaves out the features an earlier one extracted, and peak memory is that of the '
@@ -245,6 +324,7 @@ def render(out='results/bench', tier:str='cpu', data:str='fmnist', img_prefix:st
           f"{c['total']/3600:.2f} h. Machine: {machine}; commit(s): {', '.join(commits)}."]
     if runs: md += ['', full_run_report(full_run(out.parent.parent, tier, data, size))]
     md += [''] + [f"![{lab}]({img_prefix}{k}.png)" for k, lab in BENCH_PLOTS.items()]
+    if ranked: md += [f"![dense transfer against the linear probe]({img_prefix}dense.png)"]
     text = '\n'.join(md)
     atomic_save(text + '\n', out/'table.md')
     return text
