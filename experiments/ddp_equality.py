@@ -69,8 +69,7 @@ def _global_views(cb, data, step):
     torch.manual_seed(1000 + step)
     xb, yb = cb.make_views(data.x[idx], idx, True)
     from ssl_learn.distributed import unwrap
-    fmt = unwrap(cb.learn.model).memory_format(xb[0].device)   # the layout `MethodCallback.before_batch` uses
-    xb = tuple(t.contiguous(memory_format=fmt) if t.ndim == 4 else t for t in xb)
+    xb = unwrap(cb.learn.model).to_layout(xb)   # the layout `MethodCallback.before_batch` uses
     return xb, yb
 
 def rank_rows(t, rank, method, world=WORLD, n=N):

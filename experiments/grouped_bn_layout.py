@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from fastai.callback.core import Callback
 from experiments.throughput import Window, window
+from ssl_learn.method import to_memory_format
 
 class Layout(Callback):
     """Hands the model its views in memory layout `fmt`, after the method's callback put them in the model's own
@@ -27,7 +28,7 @@ class Layout(Callback):
     order = -4
     def __init__(self, fmt): self.fmt = fmt
     def before_batch(self):
-        self.learn.xb = tuple(t.contiguous(memory_format=self.fmt) if t.ndim == 4 else t for t in self.xb)
+        self.learn.xb = to_memory_format(self.xb, self.fmt)
 
 def measure(method, tier_name, steps, warmup, repeats):
     from ssl_learn.core import set_seed

@@ -16,7 +16,8 @@ warnings.filterwarnings('ignore', message='.*torch.jit.script.*', category=Futur
 
 # %% auto #0
 __all__ = ['ZOO_EPOCHS', 'TIERS', 'positive_number', 'Tier', 'get_tier', 'default_device', 'set_seed', 'peak_memory_mb',
-           'atomic_save', 'writable_dir', 'os_error_message', 'git_commit', 'machine_info', 'provenance']
+           'bf16_supported', 'AutocastForward', 'autocast_forward', 'atomic_save', 'writable_dir', 'os_error_message',
+           'git_commit', 'machine_info', 'provenance']
 
 # %% ../nbs/00_core.ipynb #d2c6ab3b
 def positive_number(value, what:str='value', zero_ok:bool=False) -> float:
@@ -104,6 +105,33 @@ def peak_memory_mb(device=None) -> float:
     d = default_device(device)
     if d.type == 'cuda': return torch.cuda.max_memory_allocated(d) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+# %% ../nbs/00_core.ipynb #f794d329
+def bf16_supported() -> bool:
+    "Whether this CPU computes bfloat16 in hardware (oneDNN's check: AVX-512 BF16 or AMX)."
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+def _to_float32(x):
+    "Floating tensors in `x` (a tensor, or lists, tuples and dicts of them) as float32; anything else as it is."
+    if isinstance(x, torch.Tensor): return x.float() if x.is_floating_point() else x
+    if isinstance(x, (list, tuple)): return type(x)(_to_float32(v) for v in x)
+    if isinstance(x, dict): return {k: _to_float32(v) for k, v in x.items()}
+    return x
+
+class AutocastForward:
+    """`model`'s own forward under CPU autocast to `dtype`, its floating outputs cast back to float32. An object, not a
+    closure: a deep copy of the model runs the copy's weights, and the model still pickles."""
+    def __init__(self, model:torch.nn.Module, dtype=torch.bfloat16): self.model, self.dtype = model, dtype
+    def __call__(self, *args, **kw):
+        with torch.autocast('cpu', dtype=self.dtype):
+            return _to_float32(type(self.model).forward(self.model, *args, **kw))
+
+def autocast_forward(model:torch.nn.Module, dtype=torch.bfloat16) -> torch.nn.Module:
+    "Run `model.forward` under CPU autocast to `dtype` (an `AutocastForward` in the instance); returns `model`."
+    if isinstance(model.__dict__.get('forward'), AutocastForward):
+        raise ValueError(f"autocast_forward: the forward already autocasts to {model.forward.dtype}")
+    model.forward = AutocastForward(model, dtype)
+    return model
 
 # %% ../nbs/00_core.ipynb #8f3a5c58
 def atomic_save(obj, path):

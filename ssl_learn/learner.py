@@ -31,8 +31,7 @@ from .distributed import (unwrap, is_main, in_process_group, get_world_size, ini
 
 # %% auto #0
 __all__ = ['KNNMonitor', 'Throughput', 'Checkpoint', 'TrainingDiverged', 'config_changes', 'check_config', 'load_checkpoint',
-           'DivergenceGuard', 'bf16_supported', 'AutocastForward', 'autocast_forward', 'ssl_learner', 'train',
-           'plot_history', 'plot_knn_monitor']
+           'DivergenceGuard', 'ssl_learner', 'train', 'plot_history', 'plot_knn_monitor']
 
 # %% ../nbs/12_learner.ipynb #d0dab335
 class KNNMonitor(Metric):
@@ -232,23 +231,7 @@ class DivergenceGuard(Callback):
         if bad: self._stop(f"the weights became non-finite ({_names(bad)})", '')
 
 # %% ../nbs/12_learner.ipynb #1fa6400b
-def bf16_supported() -> bool:
-    "Whether this CPU computes bfloat16 in hardware (oneDNN's check: AVX-512 BF16 or AMX)."
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-class AutocastForward:
-    """`model`'s own forward under CPU autocast to `dtype`, its floating outputs cast back to float32. An object, not a
-    closure: a deep copy of the model runs the copy's weights, and the model still pickles."""
-    def __init__(self, model:nn.Module, dtype=torch.bfloat16): self.model, self.dtype = model, dtype
-    def __call__(self, *args, **kw):
-        with torch.autocast('cpu', dtype=self.dtype): return to_float(type(self.model).forward(self.model, *args, **kw))
-
-def autocast_forward(model:nn.Module, dtype=torch.bfloat16) -> nn.Module:
-    "Run `model.forward` under CPU autocast to `dtype` (an `AutocastForward` in the instance); returns `model`."
-    if isinstance(model.__dict__.get('forward'), AutocastForward):
-        raise ValueError(f"autocast_forward: the forward already autocasts to {model.forward.dtype}")
-    model.forward = AutocastForward(model, dtype)
-    return model
+from .core import bf16_supported, AutocastForward, autocast_forward   # noqa: F401 (defined in core: eval uses them too)
 
 # %% ../nbs/12_learner.ipynb #046180b0
 def _quiet(*args, **kw): pass

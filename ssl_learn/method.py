@@ -16,10 +16,14 @@ from .losses import embedding_std
 from .distributed import unwrap
 
 # %% auto #0
-__all__ = ['METHODS', 'SSLModel', 'MethodCallback', 'TwoViewCallback', 'EmbeddingStd', 'register_method', 'list_methods',
-           'get_method', 'method_tier']
+__all__ = ['METHODS', 'to_memory_format', 'SSLModel', 'MethodCallback', 'TwoViewCallback', 'EmbeddingStd', 'register_method',
+           'list_methods', 'get_method', 'method_tier']
 
 # %% ../nbs/11_method.ipynb #b47fc104
+def to_memory_format(xb, fmt:torch.memory_format) -> tuple:
+    "The 4-d tensors of `xb` made contiguous in memory format `fmt`; its other entries (indices, None) as they are."
+    return tuple(t.contiguous(memory_format=fmt) if isinstance(t, torch.Tensor) and t.ndim == 4 else t for t in xb)
+
 class SSLModel(nn.Module):
     "Base of every method's model: a `backbone`, `forward(*xb)`, `loss(pred, *yb)`, and the optional hooks below."
     opt_defaults: dict = {}   # opt_func / lr / wd replacing the tier's SGD; assign a new dict, never mutate this one
@@ -28,6 +32,10 @@ class SSLModel(nn.Module):
         "Layout of the weights and 4-d views on `device`: channels-last, except on the CPU where the model opts out."
         cpu = torch.device(device).type == 'cpu'
         return torch.contiguous_format if cpu and not self.cpu_channels_last else torch.channels_last
+    def to_layout(self, xb, device=None) -> tuple:
+        "`xb` with its 4-d views in this model's layout on `device` (default: the first tensor's device)."
+        dev = device or next((t.device for t in xb if isinstance(t, torch.Tensor)), 'cpu')
+        return to_memory_format(xb, self.memory_format(dev))
     def forward(self, *xb): raise NotImplementedError(f"{type(self).__name__} must define forward(*views)")
     def loss(self, pred, *yb) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must define loss(pred, *targets)")
@@ -46,8 +54,7 @@ class MethodCallback(Callback):
     def before_batch(self):
         x, idx = self.xb[0], self.yb[0] if self.yb else None
         xb, yb = self.make_views(x, idx, self.training)
-        fmt = unwrap(self.learn.model).memory_format(x.device)
-        self.learn.xb = tuple(t.contiguous(memory_format=fmt) if t.ndim == 4 else t for t in xb)
+        self.learn.xb = unwrap(self.learn.model).to_layout(xb, x.device)
         self.learn.yb = yb
     def after_step(self):
         "Per-step work that lives in the model (a momentum update of a key encoder): `model.on_step(progress)`."

@@ -77,8 +77,7 @@ DTYPES = [pytest.param(torch.bfloat16, id='bf16'),
 def _xb_yb(cb, x, idx):
     cb.learn.training = True   # as TrainEvalCallback.before_train sets it
     xb, yb = cb.make_views(x, idx, True)
-    fmt = cb.learn.model.memory_format(x.device)   # the model's layout, as `MethodCallback.before_batch` uses
-    xb = tuple(t.contiguous(memory_format=fmt) if isinstance(t, torch.Tensor) and t.ndim == 4 else t for t in xb)
+    xb = cb.learn.model.to_layout(xb, x.device)   # the model's layout, as `MethodCallback.before_batch` uses
     return xb, yb
 
 @pytest.mark.parametrize('dtype', DTYPES)

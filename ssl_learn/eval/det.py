@@ -26,7 +26,7 @@ from ..core import default_device, set_seed, peak_memory_mb
 from ..data import ImageData
 from ..scenes import Scenes
 from .seg import dense_backbone, stage_strides, confusion, miou, run_key, per_seed, dense_precision
-from ..learner import autocast_forward
+from ..core import autocast_forward
 
 # %% auto #0
 __all__ = ['DET_MODEL', 'DET_SETTINGS', 'roi_align_mm', 'RoIAlignMM', 'StageFeatures', 'Res5Head', 'c4_faster_rcnn',

@@ -13,7 +13,7 @@ from torch import nn
 from torchvision.models.segmentation.fcn import FCNHead
 from fastprogress.fastprogress import progress_bar
 from ..core import default_device, set_seed, peak_memory_mb, atomic_save
-from ..learner import bf16_supported, autocast_forward
+from ..core import bf16_supported, autocast_forward
 from ..models import ResNet
 from ..vit import ViT
 from ..scenes import Scenes, IGNORE
