@@ -115,7 +115,7 @@ def test_bench_eval_worker_keeps_dense_seeds(tmp_path):
 
 
 def test_precision_is_checked_and_recorded(tiny, monkeypatch):
-    "bf16 runs where the CPU has it and says so in the rows; elsewhere it falls back to fp32 with a warning; typos raise."
+    "bf16 runs where the CPU has it, and the rows say so; elsewhere fp32 with a warning; a typo raises."
     import ssl_learn.eval.seg as seg
     with pytest.raises(ValueError, match="precision must be 'fp32' or 'bf16'"):
         seg_eval(resnet18(**BB), *tiny['voc'], precision='fp16', **ONE)
@@ -159,3 +159,5 @@ def test_threshold_baseline_is_a_dense_only_baseline():
     assert {r['protocol'] for r in rows} == {'det', 'seg'} and all(r['setting'] == 'threshold+CC+kNN' for r in rows)
     assert all(0 <= r['value'] <= 100 for r in rows) and {r['backbone'] for r in rows} == {'threshold'}
     with pytest.raises(ValueError, match='only detects and segments'): evaluate('threshold', 'knn', tier='test')
+    # the kNN bank is Fashion-MNIST's 28² items whatever size the classification split was resized to
+    assert evaluate('threshold', 'seg', tier='test', size=32)[0]['value'] >= 0

@@ -86,8 +86,8 @@ def cost_table(results:dict) -> str:
         cells = []
         for p in prots:
             r = next((r for r in rs if r['protocol'] == p), None)
-            cells.append('-' if r is None or r.get('value') is None else f"{r.get('_wall') or r.get('protocol_seconds', 0):.0f} / "
-                         f"{r.get('peak_memory_mb', 0):.0f}")
+            cells.append('-' if r is None or r.get('value') is None else
+                         f"{r.get('_wall') or r.get('protocol_seconds', 0):.0f} / {r.get('peak_memory_mb', 0):.0f}")
         lines.append(f'| {n} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
@@ -207,7 +207,8 @@ def _spearman(a:list, b:list) -> float|None:
     "Spearman's rank correlation of two equally long lists (average ranks for ties); None under 3 pairs."
     if len(a) < 3: return None
     from scipy.stats import spearmanr
-    return float(spearmanr(a, b).statistic)
+    rho = float(spearmanr(a, b).statistic)
+    return None if rho != rho else rho                 # constant values: no ranking, no ρ
 
 def dense_ranking(results:dict) -> dict:
     """Per dense headline: the methods (trained rows, not the baselines) that have it and a linear figure, their two
@@ -250,8 +251,12 @@ def dense_table(results:dict) -> str:
     rk = dense_ranking(results)
     rho = '; '.join(f"{c}: ρ = {d['rho']:+.2f} over {len(d['methods'])} methods" if d['rho'] is not None else
                     f"{c}: too few methods ({len(d['methods'])})" for c, d in rk.items())
-    lines += ['', f"Spearman's ρ between each dense ranking and the linear AvgPool ranking of the same methods: {rho}. "
-              "Δ: points over random init. The `threshold` row is the non-learned detector (no training, one run)."]
+    prec = sorted({r['precision'] for n in names for r in results[n] if r.get('precision')})
+    lines += ['', f"Spearman's ρ between each dense ranking and the linear AvgPool ranking of the same methods: "
+              f"{rho}. "
+              "Δ: points over random init. The `threshold` row is the non-learned detector (no training, one run). "
+              f"Precision of the fine-tuning: {' and '.join(prec) or 'not recorded'}"
+              f"{' (mixed: compare rows of one precision)' if len(prec) > 1 else ''}."]
     return '\n'.join(lines)
 
 def plot_dense_vs_linear(results:dict, path=None):

@@ -56,14 +56,15 @@ def _axis_weights(start:torch.Tensor, length:torch.Tensor, n:int, out:int, sampl
 def roi_align_mm(x:torch.Tensor, rois:torch.Tensor, output_size, spatial_scale:float=1.,
                  sampling_ratio:int=-1) -> torch.Tensor:
     """`torchvision.ops.roi_align(x, rois, output_size, spatial_scale, sampling_ratio, aligned=False)` as two matmuls
-    per image: `rois` is K×5 (image index, x1, y1, x2, y2 in image coordinates); returns K×C×oh×ow."""
+    per image: `rois` is K×5 (image index, x1, y1, x2, y2 in image coordinates); returns K×C×oh×ow. It computes in
+    float32 and returns `x`'s dtype, as torchvision's does under autocast."""
     oh, ow = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
-    N, C, H, W = x.shape; K = len(rois)
-    if K == 0: return x.new_zeros(0, C, oh, ow)
-    b = rois[:, 0].long(); r = rois[:, 1:].float() * spatial_scale          # weights in float32, whatever x is
+    out_dtype = x.dtype; x = x.float(); N, C, H, W = x.shape; K = len(rois)
+    if K == 0: return x.new_zeros(0, C, oh, ow, dtype=out_dtype)
+    b = rois[:, 0].long(); r = rois[:, 1:].detach().float() * spatial_scale   # no gradient to the boxes
     x1, y1, x2, y2 = r.unbind(1)
-    ay = _axis_weights(y1, (y2 - y1).clamp(min=1.), H, oh, sampling_ratio).to(x.dtype)   # K×oh×H
-    ax = _axis_weights(x1, (x2 - x1).clamp(min=1.), W, ow, sampling_ratio).to(x.dtype)   # K×ow×W
+    ay = _axis_weights(y1, (y2 - y1).clamp(min=1.), H, oh, sampling_ratio)   # K×oh×H
+    ax = _axis_weights(x1, (x2 - x1).clamp(min=1.), W, ow, sampling_ratio)   # K×ow×W
     order, outs, start = torch.argsort(b, stable=True), [], 0
     counts = torch.bincount(b, minlength=N).tolist()
     for n, cnt in enumerate(counts):
@@ -73,12 +74,15 @@ def roi_align_mm(x:torch.Tensor, rois:torch.Tensor, output_size, spatial_scale:f
         t = t.permute(2, 1, 0, 3).reshape(cnt, H, C*ow)
         outs.append((ay[k] @ t).view(cnt, oh, C, ow).transpose(1, 2))                 # cnt×C×oh×ow
     res = torch.cat(outs)
-    return res if torch.equal(order, torch.arange(K, device=order.device)) else res[torch.argsort(order)]
+    res = res if torch.equal(order, torch.arange(K, device=order.device)) else res[torch.argsort(order)]
+    return res.to(out_dtype)
 
 class RoIAlignMM(MultiScaleRoIAlign):
-    "torchvision's `MultiScaleRoIAlign` (same scales and FPN level mapping) with `roi_align_mm` doing the pooling."
+    """torchvision's `MultiScaleRoIAlign` (same scales and FPN level mapping) with `roi_align_mm` doing the pooling on
+    the CPU; on a GPU torchvision's kernel (the matmuls' intermediate grows with channels × map × RoIs there)."""
     def forward(self, x:dict, boxes:list, image_shapes:list) -> torch.Tensor:
         feats = [v for k, v in x.items() if k in self.featmap_names]
+        if feats and feats[0].device.type != 'cpu': return super().forward(x, boxes, image_shapes)
         if self.scales is None or self.map_levels is None:
             self.scales, self.map_levels = _setup_scales(feats, image_shapes, self.canonical_scale,
                                                          self.canonical_level)
@@ -88,7 +92,9 @@ class RoIAlignMM(MultiScaleRoIAlign):
         res = feats[0].new_zeros(len(rois), feats[0].shape[1], *self.output_size)
         for lvl, (f, s) in enumerate(zip(feats, self.scales)):
             i = torch.where(levels == lvl)[0]
-            if len(i): res = res.index_put((i,), roi_align_mm(f, rois[i], self.output_size, s, self.sampling_ratio))
+            if len(i):
+                pooled = roi_align_mm(f, rois[i], self.output_size, s, self.sampling_ratio)
+                res = res.index_put((i,), pooled.to(res.dtype))
         return res
 
 # %% ../../nbs/46_eval.det.ipynb #8cc3f727

@@ -11,7 +11,7 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 from ..core import get_tier, set_seed, peak_memory_mb, positive_number, Tier
-from ..data import prepare_data
+from ..data import prepare_data, load_fmnist
 from ..augment import to_float
 from ..models import load_backbone, make_backbone
 from ..vit import ViT
@@ -86,10 +86,10 @@ PROTOCOL_SETTINGS['cpu_bench'] = dict(PROTOCOL_SETTINGS['cpu'],
 # shows (chosen on validation scenes: results/dense/settings_val.jsonl)
 DENSE_TRAIN_SCENES = dict(test=None, cpu=300)
 for _t, _s in (('test', 'test'), ('cpu', 'cpu'), ('cpu_bench', 'cpu'), ('gpu', 'cpu')):
-    _n = DENSE_TRAIN_SCENES[_s]
-    PROTOCOL_SETTINGS[_t].update(det=dict(scenes=_s, n_train=_n, **DET_SETTINGS[_s]['det']),
-                                 inst=dict(scenes=_s, n_train=_n, **DET_SETTINGS[_s]['inst']),
-                                 seg=dict(scenes=_s, n_train=_n, **SEG_SETTINGS[_s]))
+    _n, _p = DENSE_TRAIN_SCENES[_s], ({'precision': 'fp32'} if _t == 'gpu' else {})   # bf16 autocast is CPU-only
+    PROTOCOL_SETTINGS[_t].update(det=dict(scenes=_s, n_train=_n, **{**DET_SETTINGS[_s]['det'], **_p}),
+                                 inst=dict(scenes=_s, n_train=_n, **{**DET_SETTINGS[_s]['inst'], **_p}),
+                                 seg=dict(scenes=_s, n_train=_n, **{**SEG_SETTINGS[_s], **_p}))
 PROTOCOL_SETTINGS['zoo'] = PROTOCOL_SETTINGS['cpu_bench']   # the benchmark tier evaluates as the benchmark does
 
 DENSE_METRICS = dict(det=('AP50 (VOC07)', 'AP', 'AP75'), seg=('mIoU',),
@@ -109,8 +109,8 @@ def _dense(name, fn, fmt):
             if not 1 <= n_train <= len(tr):
                 raise ValueError(f"{name}: n_train={n_train}, but the {scenes!r} scenes have {len(tr)} training scenes")
             tr = tr.subset(range(n_train))
-        if isinstance(backbone, NonLearned):          # the threshold baseline: kNN over `train`, the labeled items
-            return baseline_eval(tr, bm['voc_test'], bm['coco_test'], train, protocols=(name,))
+        if isinstance(backbone, NonLearned):          # the threshold baseline: kNN over Fashion-MNIST's 28² items
+            return baseline_eval(tr, bm['voc_test'], bm['coco_test'], load_fmnist('train'), protocols=(name,))
         return fn(backbone, tr, bm[f'{fmt}_test'], device=device, progress=progress, **kw)
     run.__name__ = f'{name}_protocol'
     run.__doc__ = (f"`{fn.__name__}` on the FMNIST-Scenes of setting `scenes` (read back through torchvision's "
