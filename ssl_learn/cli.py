@@ -174,7 +174,8 @@ def main(argv=None):
             rows = evaluate(a.ckpt, a.protocol, a.data, a.tier, seed=a.seed, overrides=dict(knn=knn), progress=True,
                             size=a.size, on_error=_on_error(a),
                             settings=a.settings)
-            print(format_table(rows))
+            for p in dict.fromkeys(r['protocol'] for r in rows):   # one table per protocol, in the order asked
+                print(f"\n{p}"); print(format_table([r for r in rows if r['protocol'] == p]))
             atomic_save(dict(rows=rows, **provenance()), out); print(f"results: {out}")
         elif a.cmd == 'demo':
             demo(a.tier, a.out, a.method, a.data, a.epochs, size=a.size, on_error=_on_error(a))
