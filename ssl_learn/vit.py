@@ -42,7 +42,13 @@ class Attention(nn.Module):
     def forward(self, x):
         B, L, D = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, L, D))
+        if q.dtype == torch.bfloat16 and q.device.type == 'cpu':
+            # the CPU's bf16 flash-attention backward ran ~10x slower than fp32 (torch 2.14 profile of MAE's step,
+            # experiments/bf16_cpu.py): under bf16 autocast, attention itself runs in float32
+            with torch.autocast('cpu', enabled=False):
+                a = F.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(q.dtype)
+        else: a = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(a.transpose(1, 2).reshape(B, L, D))
 
 class Block(nn.Module):
     "Pre-norm transformer block: x + attn(LN(x)), x + MLP(LN(x))."

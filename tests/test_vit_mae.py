@@ -170,3 +170,16 @@ def test_evaluation_suite_on_vit():
     assert protos >= {'knn', 'linear', 'mhead', 'svm', 'lowshot', 'semi'}
     assert all(0 <= r['value'] <= 100 for r in rows if r['metric'] == 'top1')
     assert len([r for r in rows if r['protocol'] == 'mhead' and r.get('stage')]) == 5
+
+
+def test_bf16_autocast_runs_attention_in_float32_on_cpu(monkeypatch):
+    "The CPU's bf16 flash-attention backward was ~10x slower than fp32 (MAE's profile): attention stays float32."
+    import torch.nn.functional as F
+    import ssl_learn.vit as V
+    seen, sdpa = [], F.scaled_dot_product_attention
+    def spy(q, k, v, *a, **kw): seen.append(q.dtype); return sdpa(q, k, v, *a, **kw)
+    monkeypatch.setattr(V.F, 'scaled_dot_product_attention', spy)
+    att = V.Attention(16, 2)
+    with torch.autocast('cpu', dtype=torch.bfloat16): out = att(torch.randn(2, 5, 16))
+    assert seen == [torch.float32] and out.shape == (2, 5, 16)
+    seen.clear(); att(torch.randn(2, 5, 16)); assert seen == [torch.float32]     # fp32 as before
