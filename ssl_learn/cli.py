@@ -120,7 +120,8 @@ def main(argv=None):
                    help='bf16: the forward pass in bfloat16 on a CPU with AVX-512 BF16 or AMX')
     t.add_argument('--arch',
                    help="backbone: resnet18/34/50, vit_tiny, vit_small (default: the method's, else the tier's)")
-    e = sub.add_parser('eval', help="evaluate a backbone checkpoint, or a baseline ('random', 'pixels', 'vit_random', 'threshold')")
+    e = sub.add_parser('eval', help="evaluate a backbone checkpoint, or a baseline "
+                       "('random', 'pixels', 'vit_random', 'threshold')")
     e.add_argument('ckpt', help=f"backbone .pth file, or one of {BASELINES}")
     e.add_argument('--protocol', default='knn', help=f"comma-separated from {list(PROTOCOL_NAMES)}, or 'all'")
     e.add_argument('--data', default='fmnist'); e.add_argument('--tier', default='cpu', choices=sorted(TIERS))

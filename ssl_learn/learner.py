@@ -11,14 +11,12 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 import torch
-from torch import nn
 from fastcore.foundation import L
 from fastai.learner import Learner, Recorder
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.core import Callback
 from fastai.metrics import Metric
 from fastai.optimizer import SGD
-from fastai.torch_core import to_float
 from fastai.callback.schedule import fit_one_cycle   # noqa: F401 (patches Learner.fit_one_cycle)
 from .core import default_device, atomic_save, peak_memory_mb, provenance, set_seed, Tier
 from .core import positive_number, writable_dir
