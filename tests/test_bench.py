@@ -109,3 +109,17 @@ def test_bench_does_not_take_a_bf16_run_for_its_own():
     assert any(b.startswith('precision') for b in _record_differs(got, 'rotation', t, 'fmnist'))
     got['config'] = {}   # float32 runs record no precision
     assert not any(b.startswith('precision') for b in _record_differs(got, 'rotation', t, 'fmnist'))
+
+
+def test_a_result_whose_settings_changed_since_is_stale(tmp_path):
+    "Same settings name, but a value of it changed since (the dense seg went 16 -> 32 epochs): the file is run again."
+    import json
+    from ssl_learn.bench.run import _stale
+    from ssl_learn.eval.protocols import PROTOCOL_SETTINGS
+    cur = json.loads(json.dumps(PROTOCOL_SETTINGS['cpu_bench']['seg']))
+    f = tmp_path/'random_seg.json'
+    write = lambda s: f.write_text(json.dumps(dict(bench=dict(settings='cpu_bench'),
+                                                   rows=[dict(protocol='seg', settings=s, value=1.)])))
+    write(cur); assert _stale(f, 'cpu_bench') is None
+    write(dict(cur, epochs=cur['epochs'] // 2)); assert 'epochs=' in _stale(f, 'cpu_bench')
+    write({k: v for k, v in cur.items() if k != 'precision'}); assert _stale(f, 'cpu_bench') is None   # older keys absent

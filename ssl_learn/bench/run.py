@@ -250,12 +250,20 @@ def run_protocols(name:str, spec:str, protocols:list, tier:str, data:str, ev, se
 _PRETRAIN_ID = ('method', 'epochs', 'n_pretrain', 'seconds', 'commit', 'time')
 
 def _stale(f:Path, settings:str, pre:dict|None=None) -> str|None:
-    """Why the result file `f` does not count as done: unreadable, other protocol settings than `settings`, or another
-    pre-training than `pre` (the run folder's `train_summary`); None when it stands."""
+    """Why the result file `f` does not count as done: unreadable, other protocol settings than `settings` (another
+    name, or a value of that name's settings changed since), or another pre-training than `pre` (the run folder's
+    `train_summary`); None when it stands."""
     try: d = json.loads(f.read_text()); b = d.get('bench') or {}
     except (OSError, ValueError) as e: return f"unreadable ({type(e).__name__})"
     rec = b.get('settings') or next((r.get('settings_name') for r in d.get('rows') or []), None)
     if rec != settings: return f"recorded with settings {rec!r}, not {settings!r}"
+    rows = d.get('rows') or []
+    cur = PROTOCOL_SETTINGS.get(settings, {}).get(rows[0].get('protocol')) if rows else None
+    old = rows[0].get('settings') if rows else None
+    if cur and isinstance(old, dict):                # the same name, but a setting changed since (e.g. more epochs)
+        cur = json.loads(json.dumps(cur))
+        diff = [f"{k}={old[k]!r}, now {v!r}" for k, v in cur.items() if k in old and old[k] != v]
+        if diff: return f"recorded with {'; '.join(diff)}"
     old = b.get('pretrain') or {}
     diff = [k for k in _PRETRAIN_ID if pre and k in old and k in pre and old[k] != pre[k]]
     if diff: return f"recorded for another pre-training ({', '.join(f'{k} {old[k]!r}, now {pre[k]!r}' for k in diff)})"
