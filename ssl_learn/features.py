@@ -10,7 +10,7 @@ import math
 from contextlib import contextmanager
 import numpy as np, torch, torch.nn.functional as F
 from fastprogress.fastprogress import progress_bar
-from .core import default_device
+from .core import bf16_supported, default_device
 
 # %% auto #0
 __all__ = ['KNN_KS', 'FeatureCache', 'feature_cache', 'extract_features', 'NonFiniteFeatures', 'stage_shapes', 'stage_pool_sizes',
@@ -40,14 +40,18 @@ def feature_cache():
     finally: _FEATURE_CACHE = prev
 
 @torch.no_grad()
-def extract_features(backbone, x:torch.Tensor, bs:int=512, device=None, progress:bool=False) -> torch.Tensor:
-    "Pooled features (float32, CPU) of every image in the uint8 tensor `x`, with `backbone` in eval mode."
+def extract_features(backbone, x:torch.Tensor, bs:int=512, device=None, progress:bool=False,
+                     precision:str='fp32') -> torch.Tensor:
+    """Pooled features (float32, CPU) of every image in the uint8 tensor `x`, with `backbone` in eval mode. On a GPU
+    the forward runs under fp16 autocast; on a CPU in float32, or in bfloat16 with `precision='bf16'` where the CPU
+    computes it in hardware (`bf16_supported`; else float32)."""
+    if precision not in ('fp32', 'bf16'): raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     c = _FEATURE_CACHE
     if c is not None:
-        k = c.key(backbone, x, 'pooled'); v = c.get(k)
-        if v is None: c.put(k, v := _extract_pooled(backbone, x, bs, device, progress))
+        k = c.key(backbone, x, 'pooled', precision); v = c.get(k)
+        if v is None: c.put(k, v := _extract_pooled(backbone, x, bs, device, progress, precision))
         return v.clone()
-    return _extract_pooled(backbone, x, bs, device, progress)
+    return _extract_pooled(backbone, x, bs, device, progress, precision)
 
 class NonFiniteFeatures(ValueError):
     "A backbone gave nan or inf features: its weights are broken (a diverged run) or its activations overflow."
@@ -63,7 +67,12 @@ def _check_finite(f:torch.Tensor, backbone, batch:int, what:str='features'):
                                 "broken (a diverged run?) or its activations overflow; it cannot be evaluated")
     return f
 
-def _extract_pooled(backbone, x, bs, device, progress):
+def _autocast(device:torch.device, precision:str='fp32'):
+    "Feature extraction's autocast: fp16 on CUDA; on a CPU, bf16 if asked for and computed in hardware, else none."
+    if device.type == 'cuda': return torch.autocast('cuda')
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == 'bf16' and bf16_supported())
+
+def _extract_pooled(backbone, x, bs, device, progress, precision='fp32'):
     device = default_device(device)
     was_training = backbone.training
     backbone.eval().to(device)
@@ -72,7 +81,7 @@ def _extract_pooled(backbone, x, bs, device, progress):
     try:
         for i in (progress_bar(it, leave=False) if progress else it):
             xb = x[i:i+bs].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, enabled=device.type == 'cuda'):
+            with _autocast(device, precision):
                 out.append(_check_finite(backbone(xb).float().cpu(), backbone, i // bs))
     finally: backbone.train(was_training)
     return torch.cat(out)
@@ -124,7 +133,7 @@ def _extract_stages(backbone, x, pool_sizes, keep, bs, device, dtype, progress):
     try:
         for i in (progress_bar(it, leave=False) if progress else it):
             xb = x[i:i+bs].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, enabled=device.type == 'cuda'):
+            with _autocast(device):
                 fs = backbone(xb, stages=True)
             fs = [torch.flatten(F.adaptive_avg_pool2d(fs[i].float(), pool_sizes[i]), 1) for i in keep]
             if outs is None: outs = [torch.empty(len(x), f.shape[1], dtype=dtype) for f in fs]

@@ -18,7 +18,7 @@ from fastai.callback.core import Callback
 from fastai.metrics import Metric
 from fastai.optimizer import SGD
 from fastai.callback.schedule import fit_one_cycle   # noqa: F401 (patches Learner.fit_one_cycle)
-from .core import default_device, atomic_save, peak_memory_mb, provenance, set_seed, Tier
+from .core import bf16_supported, default_device, atomic_save, peak_memory_mb, provenance, set_seed, Tier
 from .core import positive_number, writable_dir
 from .data import ImageData, ssl_dls, prepare_data, check_labeled
 from .models import save_backbone, make_backbone
@@ -34,9 +34,13 @@ __all__ = ['KNNMonitor', 'Throughput', 'Checkpoint', 'TrainingDiverged', 'config
 # %% ../nbs/12_learner.ipynb #d0dab335
 class KNNMonitor(Metric):
     "Weighted-kNN top-1 (%) of `learn.model.backbone`, memory `bank`, queries `query` (ImageData), each validation."
-    def __init__(self, bank:ImageData, query:ImageData, k:int=20, T:float=0.07, bs:int=512):
+    def __init__(self, bank:ImageData, query:ImageData, k:int=20, T:float=0.07, bs:int=512, precision:str='auto'):
+        "`precision`: 'fp32', 'bf16' (on a CPU with bf16 hardware, else fp32) or 'auto' (bf16 where the CPU has it)."
         check_labeled(bank, query, 'KNNMonitor', min_per_class=1)
         if k > len(bank): raise ValueError(f"KNNMonitor: k={k} > {len(bank)} bank images")
+        if precision not in ('auto', 'fp32', 'bf16'):
+            raise ValueError(f"KNNMonitor: precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
+        self.precision = ('bf16' if bf16_supported() else 'fp32') if precision == 'auto' else precision
         self.bank, self.query, self.k, self.T, self.bs = bank, query, k, T, bs
         self.learn = None
     def reset(self): pass
@@ -45,8 +49,8 @@ class KNNMonitor(Metric):
     def name(self): return f'knn{self.k}'
     def score(self, backbone, device=None) -> float:
         "The monitor's kNN top-1 (%) of any `backbone` (e.g. the random init, before training)."
-        fb = extract_features(backbone, self.bank.x, self.bs, device)
-        fq = extract_features(backbone, self.query.x, self.bs, device)
+        fb = extract_features(backbone, self.bank.x, self.bs, device, precision=self.precision)
+        fq = extract_features(backbone, self.query.x, self.bs, device, precision=self.precision)
         return knn_accuracy(fb, self.bank.y, fq, self.query.y, ks=(self.k,), T=self.T)[self.k]
     @property
     def value(self):
@@ -229,7 +233,7 @@ class DivergenceGuard(Callback):
         if bad: self._stop(f"the weights became non-finite ({_names(bad)})", '')
 
 # %% ../nbs/12_learner.ipynb #1fa6400b
-from .core import bf16_supported, AutocastForward, autocast_forward   # noqa: F401 (defined in core: eval uses them too)
+from .core import AutocastForward, autocast_forward   # noqa: F401 (defined in core: eval uses them too; bf16_supported is imported above)
 
 # %% ../nbs/12_learner.ipynb #046180b0
 def _quiet(*args, **kw): pass
