@@ -24,7 +24,8 @@ Plus the machine's dense float32 matmul ceiling (4096², all threads) for scale.
 
 Usage (from the repository root):
   python -m experiments.throughput [--tier cpu] [--methods all|a,b] [--steps 8] [--warmup 2] [--repeats 3]
-                                   [--epoch-images 4096] [--out PATH] [--lock /tmp/ssl_cpu.lock] [--table-only]
+                                   [--epoch-images 4096] [--monitor-precision auto|fp32|bf16] [--out PATH]
+                                   [--lock /tmp/ssl_cpu.lock] [--table-only]
 """
 import argparse, fcntl, json, subprocess, sys, time
 from pathlib import Path
@@ -71,6 +72,7 @@ from ssl_learn.learner import ssl_learner
 from ssl_learn.method import method_tier
 method, tier_name, steps, warmup, repeats, epoch_images = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
 arch = sys.argv[7] if len(sys.argv) > 7 and sys.argv[7] else None
+monitor_precision = sys.argv[8] if len(sys.argv) > 8 else 'auto'
 tier = method_tier(method, tier_name, arch=arch)
 set_seed(0)
 pre, bank, query, _, _ = prepare_data('fmnist', tier)
@@ -119,7 +121,8 @@ if epoch_images:
     set_seed(0)
     with tempfile.TemporaryDirectory() as d:
         k = min(20, len(bank))
-        learn = ssl_learner(pre.subset(epoch_images, seed=0, balanced=False), method, tier, valid=query, monitor=(bank, query, k),
+        learn = ssl_learner(pre.subset(epoch_images, seed=0, balanced=False), method, tier, valid=query,
+                            monitor=(bank, query, k, 0.07, 512, monitor_precision),
                             path=d, device='cpu')
         learn.add_cbs([EpochClock(), EpochEnd()])
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(1, learn.lr)
@@ -186,6 +189,8 @@ if __name__ == '__main__':
     ap.add_argument('--steps', type=int, default=8); ap.add_argument('--warmup', type=int, default=2)
     ap.add_argument('--repeats', type=int, default=3)
     ap.add_argument('--epoch-images', type=int, default=4096, help='images in the whole-epoch measurement (0: skip it)')
+    ap.add_argument('--monitor-precision', default='auto', choices=('auto', 'fp32', 'bf16'),
+                    help="the kNN monitor's forward passes in the whole-epoch measurement (KNNMonitor's precision)")
     ap.add_argument('--out', default=None, help='default: results/foundation/throughput_<tier>.json')
     ap.add_argument('--lock', default='/tmp/ssl_cpu.lock')
     ap.add_argument('--table-only', action='store_true',
@@ -203,7 +208,8 @@ if __name__ == '__main__':
     if 'supervised' not in methods: methods = ['supervised'] + methods       # the reference, measured in the same run
     methods = ['supervised'] + [m for m in methods if m != 'supervised']
     out = Path(a.out or f'results/foundation/throughput_{a.tier}.json')
-    res = dict(settings=dict(tier=a.tier, steps=a.steps, warmup=a.warmup, repeats=a.repeats, epoch_images=a.epoch_images),
+    res = dict(settings=dict(tier=a.tier, steps=a.steps, warmup=a.warmup, repeats=a.repeats, epoch_images=a.epoch_images,
+                             monitor_precision=a.monitor_precision),
                rows={}, failed={})
     t0 = time.time()
     with open(a.lock, 'w') as lk:
@@ -216,7 +222,7 @@ if __name__ == '__main__':
         jobs = [(m, '') for m in methods[:1]] + [(f'supervised_{x}', x) for x in archs] + [(m, '') for m in methods[1:]]
         for m, arch in jobs:
             name = m.split('_vit')[0] if m.startswith('supervised_') else m
-            row, err = child(CHILD, name, a.tier, a.steps, a.warmup, a.repeats, a.epoch_images, arch)
+            row, err = child(CHILD, name, a.tier, a.steps, a.warmup, a.repeats, a.epoch_images, arch, a.monitor_precision)
             if err: res['failed'][m] = err; print(f"FAILED {m}: {err}", flush=True); continue
             res['rows'][m] = row
             sup = reference(res['rows'], row)
