@@ -29,11 +29,70 @@ def grouped(f, x:torch.Tensor, groups:int, perm:torch.Tensor|None=None, modules=
     return res
 
 # %% ../nbs/08_batchnorm.ipynb #282440ee
-def group_batch_norm(x:torch.Tensor, bn:nn.modules.batchnorm._BatchNorm, groups:int) -> torch.Tensor:
+def _rows(t:torch.Tensor, groups:int, copy:bool=False):
+    """`t` (N, C) or (N, C, H, W) as (groups, rows, C), channels innermost: a view of a contiguous 2-d or a channels-last
+    4-d tensor; any other layout gives None, or a copy with `copy`."""
+    C = t.shape[1]
+    if t.ndim == 2 and t.is_contiguous(): return t.view(groups, -1, C)
+    if t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last): return t.permute(0, 2, 3, 1).view(groups, -1, C)
+    if copy: return t.movedim(1, -1).reshape(groups, -1, C)
+    return None
+
+class _GroupBN(torch.autograd.Function):
+    """Batch norm of `groups` equal consecutive chunks of a float32 `x` that `_rows` can view, each with its own batch
+    statistics: a two-pass mean and variance per (group, channel), one normalising pass, and a written-out backward.
+    No layout copies. Returns (output, mean, biased variance), the last two (groups, C) and without gradient."""
+    @staticmethod
+    def forward(ctx, x, weight, bias, groups:int, eps:float):
+        v = _rows(x, groups); M = v.shape[1]
+        mean = v.sum(1) / M
+        d = v - mean.unsqueeze(1)                                  # x − mean, kept for the backward pass
+        var = (d * d).sum(1) / M
+        invstd = torch.rsqrt(var + eps)
+        scale = invstd if weight is None else invstd * weight
+        out = torch.empty_like(x)                                  # x's layout: `_rows` views it as well
+        if bias is None: torch.mul(d, scale.unsqueeze(1), out=_rows(out, groups))
+        else: torch.addcmul(bias, d, scale.unsqueeze(1), out=_rows(out, groups))
+        ctx.save_for_backward(d, invstd, weight)
+        ctx.shape = x.shape
+        ctx.mark_non_differentiable(mean, var)
+        return out, mean, var
+
+    @staticmethod
+    def backward(ctx, g_out, _g_mean, _g_var):
+        d, invstd, weight = ctx.saved_tensors
+        G, M, C = d.shape
+        dy = _rows(g_out, G, copy=True)
+        s_dy, s_dyd = dy.sum(1), (dy * d).sum(1)                    # Σ dy and Σ dy·(x − mean) per (group, channel)
+        a = invstd if weight is None else invstd * weight
+        # dx = a·(dy − Σdy/M − x̂·Σ(dy·x̂)/M), with x̂ = d·invstd, as a·dy + c + d·k
+        dx = torch.addcmul((-a * s_dy / M).unsqueeze(1), dy, a.unsqueeze(1))
+        dx.addcmul_(d, (-a * invstd * invstd * s_dyd / M).unsqueeze(1))
+        shape = ctx.shape
+        dx = dx.view(shape[0], C) if len(shape) == 2 else dx.view(shape[0], *shape[2:], C).permute(0, 3, 1, 2)
+        g_w = (s_dyd * invstd).sum(0) if weight is not None and ctx.needs_input_grad[1] else None
+        g_b = s_dy.sum(0) if ctx.needs_input_grad[2] else None
+        return dx, g_w, g_b, None, None
+
+def group_batch_norm(x:torch.Tensor, bn:nn.modules.batchnorm._BatchNorm, groups:int, copy_free:bool=True) -> torch.Tensor:
     """`bn`, normalising with batch statistics, applied to `groups` equal consecutive chunks of `x` in one call; its
-    running statistics (when it keeps them) updated as if the chunks had come one after another."""
+    running statistics (when it keeps them) updated as if the chunks had come one after another. Float32 batches that
+    `_rows` can view take the copy-free path (`_GroupBN`); others, or `copy_free=False`, one native batch-norm call with
+    the groups moved beside the channels and back."""
     N, C = x.shape[:2]; n = N // groups
     if n * groups != N: raise ValueError(f"group_batch_norm: a batch of {N} does not split into {groups} groups")
+    track = bn.training and bn.track_running_stats and bn.running_mean is not None   # native BN's rule for updating
+    rows = x.numel() // (groups * C) if C else 0
+    if (copy_free and x.dtype == torch.float32 and rows > 1 and _rows(x, groups) is not None
+            and all(p is None or p.dtype == torch.float32 for p in (bn.weight, bn.bias))):
+        out, mean, var = _GroupBN.apply(x, bn.weight, bn.bias, groups, bn.eps)
+        if track:
+            with torch.no_grad():
+                for i in range(groups):   # the running variance is the unbiased one, as native BN keeps it
+                    bn.running_mean.mul_(1 - bn.momentum).add_(mean[i], alpha=bn.momentum)
+                    bn.running_var.mul_(1 - bn.momentum).add_(var[i] * rows / (rows - 1), alpha=bn.momentum)
+                bn.num_batches_tracked.add_(groups)
+        return out
     rest = x.shape[2:]
     cl = x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last)
     if cl:   # keep channels-last: groups are moved next to the channels, the innermost dimension
@@ -41,7 +100,6 @@ def group_batch_norm(x:torch.Tensor, bn:nn.modules.batchnorm._BatchNorm, groups:
         y = (x.permute(0, 2, 3, 1).reshape(groups, n, H, W, C).permute(1, 2, 3, 0, 4).reshape(n, H, W, groups * C)
              .permute(0, 3, 1, 2))
     else: y = x.reshape(groups, n, C, *rest).transpose(0, 1).reshape(n, groups * C, *rest)
-    track = bn.training and bn.track_running_stats and bn.running_mean is not None   # native BN's rule for updating
     rm = torch.zeros(groups * C, device=x.device, dtype=bn.running_mean.dtype) if track else None
     rv = torch.ones_like(rm) if track else None
     rep = lambda t: None if t is None else t.repeat(groups)
