@@ -224,6 +224,7 @@ def dense_ranking(results:dict) -> dict:
     return out
 
 def _row_value(rows, f):
+    "The value of the first of `rows` that `f` accepts (None if none does)."
     r = next((r for r in rows if f(r)), None)
     return None if r is None else r.get('value')
 
@@ -342,9 +343,7 @@ def own_random(method:str) -> str:
     arch = get_method(method).get('arch') if method in list_methods() else None
     return 'vit_random' if arch and arch.startswith('vit') else 'random'
 
-def _value(rows, col):
-    r = next((r for r in rows if HEADLINES[col](r)), None)
-    return None if r is None else r['value']
+def _value(rows, col): return _row_value(rows, HEADLINES[col])   # the value of headline column `col`
 
 def margins(results:dict) -> dict:
     """Per trained row of `results` ({name: rows}): linear AvgPool, low-shot k=8 and kNN k=20 top-1, each one's margin
