@@ -1,15 +1,12 @@
 """Does the memory layout decide what grouped BatchNorm costs? A/B of a method's training step with the model in
-channels_last (the library's default, kept on the CPU by all but the shuffle-BN methods) against the same model
-in the default contiguous (NCHW) layout, in one process, windows interleaved (A B A B ... A), ratio per window
-against the mean of its neighbours.
+channels_last (the library's default, on the CPU too) against the same model in the default contiguous (NCHW)
+layout, in one process, windows interleaved (A B A B ... A), ratio per window against the mean of its neighbours.
 
-Why: at the cpu tier the methods whose BN layers normalise groups of the batch apart (MoCo v1/v2 and DenseCL, shuffle
-BN) reach about 0.75x a plain supervised step's GFLOP/s while the others reach 0.93-1.09x
-(`results/foundation/throughput_cpu_interleaved.md`). `ssl_learn.batchnorm.group_batch_norm` moves each group's
-samples beside the channels with a copy in and a copy out, a permute in channels_last; a one-thread probe of a bare
-ResNet-18 forward and backward put NCHW with the same copies 1.18x faster than channels_last. This measures it on
-the whole training step, with the machine's threads. The library has since put MoCo v1/v2 and DenseCL in NCHW on the
-CPU (`SSLModel.cpu_channels_last`); both arms here set their layout explicitly, so the A/B still holds.
+Why: the methods whose BN layers normalise groups of the batch apart (MoCo v1/v2 and DenseCL, shuffle BN) once ran
+faster in NCHW on the CPU, when `ssl_learn.batchnorm.group_batch_norm` moved each group's samples beside the channels
+with a copy in and a copy out (a permute in channels_last), and the library kept them in NCHW there. Since the
+copy-free path of channels-last batches (`_GroupBN`), this A/B put them back in channels_last. Both arms set their
+layout explicitly, so the A/B holds whatever the library's default.
 
 Writes results/foundation/grouped_bn_layout_<tier>.json. Usage (from the repository root):
   python -m experiments.grouped_bn_layout [--tier cpu] [--methods moco_v2,supervised] [--steps 8] [--warmup 2]

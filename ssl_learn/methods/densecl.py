@@ -35,7 +35,6 @@ class DenseCL(SSLModel):
     """MoCo v2 with a dense branch: global + dense heads, EMA key encoder, two queues, loss (1−λ)·global + λ·dense
     InfoNCE."""
     sync_bn = False   # under DDP on CUDA: per-device BN, which shuffle-BN needs
-    cpu_channels_last = False   # shuffle BN's group copies are cheaper in NCHW (ssl_learn.method)
     def __init__(self, backbone:nn.Module, dim:int=128, hidden:int|None=None, queue_size:int=4096, momentum:float=0.99,
                  T:float=0.2, lam:float=0.5, dense_stage:int=3, bn_groups:int=4):
         super().__init__()

@@ -24,7 +24,6 @@ __all__ = ['MoCo', 'moco_v1', 'moco_v2']
 class MoCo(SSLModel):
     "MoCo v1/v2: query encoder (backbone + linear or MLP neck), EMA key encoder, FIFO queue of keys, InfoNCE."
     sync_bn = False   # under DDP on CUDA: per-device BN, which shuffle-BN needs
-    cpu_channels_last = False   # shuffle BN's group copies are cheaper in NCHW (ssl_learn.method)
     def __init__(self, backbone:nn.Module, dim:int=128, queue_size:int=4096, momentum:float=0.999, T:float=0.2,
                  mlp:bool=True, hidden:int|None=None, bn_groups:int=4):
         super().__init__()
