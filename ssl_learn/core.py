@@ -16,8 +16,8 @@ warnings.filterwarnings('ignore', message='.*torch.jit.script.*', category=Futur
 
 # %% auto #0
 __all__ = ['ZOO_EPOCHS', 'TIERS', 'positive_number', 'Tier', 'get_tier', 'default_device', 'set_seed', 'peak_memory_mb',
-           'bf16_supported', 'AutocastForward', 'autocast_forward', 'atomic_save', 'writable_dir', 'os_error_message',
-           'git_commit', 'machine_info', 'provenance']
+           'reset_peak_memory', 'bf16_supported', 'AutocastForward', 'autocast_forward', 'atomic_save', 'writable_dir',
+           'os_error_message', 'git_commit', 'machine_info', 'provenance']
 
 # %% ../nbs/00_core.ipynb #d2c6ab3b
 def positive_number(value, what:str='value', zero_ok:bool=False) -> float:
@@ -100,11 +100,30 @@ def set_seed(seed:int=0):
     random.seed(seed); torch.manual_seed(seed)
     if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
 
+def _vm_hwm_mb():
+    "The process's peak resident set (VmHWM, MB) from /proc (Linux), which `reset_peak_memory` can reset; else None."
+    try:
+        with open('/proc/self/status') as f:
+            return next((int(l.split()[1]) / 1024 for l in f if l.startswith('VmHWM:')), None)
+    except OSError: return None
+
 def peak_memory_mb(device=None) -> float:
-    "Peak memory so far: CUDA allocator peak on a GPU, else the process's peak resident set size (MB)."
+    """Peak memory since the last `reset_peak_memory` (or the start): CUDA allocator peak on a GPU, else the process's
+    peak resident set size (MB)."""
     d = default_device(device)
     if d.type == 'cuda': return torch.cuda.max_memory_allocated(d) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    hwm = _vm_hwm_mb()
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def reset_peak_memory(device=None) -> bool:
+    """Start a new peak for `peak_memory_mb`: CUDA's allocator statistics on a GPU; on Linux the process's peak resident
+    set (`/proc/self/clear_refs`). False where it cannot (then the peak stays the process's own since its start)."""
+    d = default_device(device)
+    if d.type == 'cuda': torch.cuda.reset_peak_memory_stats(d); return True
+    try:
+        with open('/proc/self/clear_refs', 'w') as f: f.write('5')
+        return _vm_hwm_mb() is not None
+    except OSError: return False
 
 # %% ../nbs/00_core.ipynb #f794d329
 def bf16_supported() -> bool:

@@ -48,3 +48,21 @@ def test_cli_eval_baselines(tmp_path):
     assert rows[0]['backbone'] == 'pixels' and rows[0]['value'] > 50
     r = subprocess.run([str(BIN), 'eval', 'pixels', '--protocol', 'lowshot', '--tier', 'test'], capture_output=True, text=True)
     assert r.returncode == 2 and 'no stages' in r.stderr
+
+
+def test_each_protocol_reports_its_own_peak_memory(monkeypatch):
+    "The peak is reset before each protocol: one that follows a heavier one must not report that one's peak."
+    import ssl_learn.eval.protocols as P
+    calls = []
+    real = P.reset_peak_memory
+    monkeypatch.setattr(P, 'reset_peak_memory', lambda device=None: calls.append(device) or real(device))
+    rows = evaluate('random', 'knn,lowshot', 'fmnist', 'test')
+    assert len(calls) == 2
+    assert all(r['peak_memory_mb'] > 0 for r in rows)
+
+
+def test_reset_peak_memory_forgets_a_freed_allocation():
+    from ssl_learn.core import peak_memory_mb, reset_peak_memory
+    big = torch.ones(50_000_000); before = peak_memory_mb('cpu'); del big
+    if not reset_peak_memory('cpu'): pytest.skip('no resettable peak on this OS')
+    assert peak_memory_mb('cpu') < before - 100

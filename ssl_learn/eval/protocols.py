@@ -10,7 +10,7 @@ import inspect, math, numbers, time
 from contextlib import nullcontext
 import torch
 from torch import nn
-from ..core import get_tier, set_seed, peak_memory_mb, positive_number, Tier
+from ..core import get_tier, set_seed, peak_memory_mb, reset_peak_memory, positive_number, Tier
 from ..data import prepare_data, load_fmnist
 from ..augment import to_float
 from ..models import load_backbone, make_backbone
@@ -232,7 +232,7 @@ def evaluate(spec, protocol:str='knn', data:str|tuple='fmnist', tier:str|Tier='c
             if p in refused:
                 if on_result: on_result(p, None, 0., refused[p])
                 continue
-            t0 = time.time()
+            t0 = time.time(); reset_peak_memory(device)   # each protocol's own peak, not the process's so far
             try: rs = PROTOCOLS[p](bb, etrn, etst, device=device, progress=progress, **kw)
             except Exception as e:
                 err = NonFiniteFeatures(f"{name}: {e}") if isinstance(e, NonFiniteFeatures) else e
