@@ -35,7 +35,7 @@ def _rows(t:torch.Tensor, groups:int, copy:bool=False):
     C = t.shape[1]
     if t.ndim == 2 and t.is_contiguous(): return t.view(groups, -1, C)
     if t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last): return t.permute(0, 2, 3, 1).view(groups, -1, C)
-    if copy: return t.movedim(1, -1).reshape(groups, -1, C)
+    if copy: return t.movedim(1, -1).contiguous().view(groups, -1, C)
     return None
 
 class _GroupBN(torch.autograd.Function):
@@ -59,6 +59,7 @@ class _GroupBN(torch.autograd.Function):
         return out, mean, var
 
     @staticmethod
+    @torch.autograd.function.once_differentiable   # no second derivatives: refuse them rather than get them wrong
     def backward(ctx, g_out, _g_mean, _g_var):
         d, invstd, weight = ctx.saved_tensors
         G, M, C = d.shape
@@ -76,14 +77,14 @@ class _GroupBN(torch.autograd.Function):
 
 def group_batch_norm(x:torch.Tensor, bn:nn.modules.batchnorm._BatchNorm, groups:int, copy_free:bool=True) -> torch.Tensor:
     """`bn`, normalising with batch statistics, applied to `groups` equal consecutive chunks of `x` in one call; its
-    running statistics (when it keeps them) updated as if the chunks had come one after another. Float32 batches that
-    `_rows` can view take the copy-free path (`_GroupBN`); others, or `copy_free=False`, one native batch-norm call with
-    the groups moved beside the channels and back."""
+    running statistics (when it keeps them) updated as if the chunks had come one after another. Float32 CPU batches
+    that `_rows` can view take the copy-free path (`_GroupBN`); others (a GPU keeps its cuDNN kernel), or
+    `copy_free=False`, one native batch-norm call with the groups moved beside the channels and back."""
     N, C = x.shape[:2]; n = N // groups
     if n * groups != N: raise ValueError(f"group_batch_norm: a batch of {N} does not split into {groups} groups")
     track = bn.training and bn.track_running_stats and bn.running_mean is not None   # native BN's rule for updating
     rows = x.numel() // (groups * C) if C else 0
-    if (copy_free and x.dtype == torch.float32 and rows > 1 and _rows(x, groups) is not None
+    if (copy_free and x.device.type == 'cpu' and x.dtype == torch.float32 and rows > 1 and _rows(x, groups) is not None
             and all(p is None or p.dtype == torch.float32 for p in (bn.weight, bn.bias))):
         out, mean, var = _GroupBN.apply(x, bn.weight, bn.bias, groups, bn.eps)
         if track:

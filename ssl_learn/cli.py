@@ -12,11 +12,11 @@ from .method import list_methods, METHODS
 import torch
 from .core import atomic_save, provenance, set_seed, peak_memory_mb, TIERS
 from .core import writable_dir, os_error_message
-from .features import extract_features, knn_accuracy, KNN_KS
+from .features import KNN_KS
 from .eval.knn import knn_eval
 from .data import DATASETS, prepare_data
 from .models import load_backbone, make_backbone
-from .learner import train, plot_history
+from .learner import train, plot_history, KNNMonitor
 from .method import method_tier
 from .distributed import is_main
 from .eval.protocols import evaluate, format_table, PROTOCOL_NAMES, BASELINES
@@ -43,8 +43,7 @@ def demo(tier:str='cpu', out='runs/demo', method:str='rotation', data:str='fmnis
         for r in knn_eval(bb, etrn, etst, ks=KNN_KS, T=(0.07, 0.1), progress=True):
             r.update(model=name); rows.append(r)
     k = min(20, len(bank))
-    rand_mon = knn_accuracy(extract_features(rand, bank.x), bank.y, extract_features(rand, query.x), query.y,
-                            ks=(k,))[k]
+    rand_mon = KNNMonitor(bank, query, k).score(rand)   # as the training's monitor scores (its precision too)
     hist = summary['history']
     res = dict(method=method, data=data, tier=tier, rows=rows, history=hist, random_init_monitor=rand_mon,
                train_seconds=summary['seconds'], total_seconds=round(time.time()-t_all, 1),

@@ -387,6 +387,7 @@ def _train(method, data, tier, out, resume, seed, device, monitor, lr, method_kw
         secs = round(sum(h.get('seconds_epoch', h.get('seconds_train', 0)) for h in hist), 1)
         summary = dict(meta, seconds=secs, seconds_this_call=round(time.time() - t0, 1), history=hist,
                        random_init_monitor=rim, backbone=str(out/'backbone.pth'), config=config,
+                       monitor_precision=KNNMonitor(bank, query, k).precision if monitor else None,
                        world_size=get_world_size())
         atomic_save(summary, out/'train.json')
         barrier()

@@ -59,6 +59,7 @@ def test_each_protocol_reports_its_own_peak_memory(monkeypatch):
     rows = evaluate('random', 'knn,lowshot', 'fmnist', 'test')
     assert len(calls) == 2
     assert all(r['peak_memory_mb'] > 0 for r in rows)
+    assert {r['peak_scope'] for r in rows} <= {'protocol', 'process'}
 
 
 def test_reset_peak_memory_forgets_a_freed_allocation():

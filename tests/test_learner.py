@@ -121,3 +121,11 @@ def test_bf16_run_records_its_precision_and_refuses_an_fp32_resume(tmp_path):
     (tmp_path/'r'/'train.json').unlink()   # as if interrupted before the summary
     with pytest.raises(ValueError, match="precision 'bf16' → 'fp32'.*--precision bf16"):   # the way out, named
         train('rotation', 'fmnist', 'test', tmp_path/'r', epochs=1, width=8, monitor=False, device='cpu')
+
+
+def test_the_summary_records_the_monitor_precision(tmp_path):
+    # the kNN monitor runs in bf16 on a CPU with bf16 hardware: curves from machines that differ say so
+    s = train('rotation', 'fmnist', 'test', tmp_path/'r', epochs=1, width=8, device='cpu')
+    assert s['monitor_precision'] == ('bf16' if bf16_supported() else 'fp32')
+    assert train('rotation', 'fmnist', 'test', tmp_path/'n', epochs=1, width=8, monitor=False,
+                 device='cpu')['monitor_precision'] is None

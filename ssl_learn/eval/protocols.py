@@ -232,7 +232,7 @@ def evaluate(spec, protocol:str='knn', data:str|tuple='fmnist', tier:str|Tier='c
             if p in refused:
                 if on_result: on_result(p, None, 0., refused[p])
                 continue
-            t0 = time.time(); reset_peak_memory(device)   # each protocol's own peak, not the process's so far
+            t0 = time.time(); reset = reset_peak_memory(device)   # each protocol's own peak, not the process's so far
             try: rs = PROTOCOLS[p](bb, etrn, etst, device=device, progress=progress, **kw)
             except Exception as e:
                 err = NonFiniteFeatures(f"{name}: {e}") if isinstance(e, NonFiniteFeatures) else e
@@ -247,6 +247,7 @@ def evaluate(spec, protocol:str='knn', data:str|tuple='fmnist', tier:str|Tier='c
                 r.update(backbone=name, data=data if isinstance(data, str) else 'custom',
                          tier=tier.name, settings_name=sname, protocol_seconds=round(dt, 2),
                          peak_memory_mb=round(peak_memory_mb(device), 1),
+                         peak_scope='protocol' if reset else 'process',   # since the protocol began, or the process
                          settings={k: (list(v) if isinstance(v, tuple) else v) for k, v in kw.items()},
                          shared_features=shared)
             if on_result: on_result(p, rs, dt, None)
