@@ -16,7 +16,7 @@ from .run import (BENCH_BASELINES, row_order, train_summary, bench_dir, find_res
 
 # %% auto #0
 __all__ = ['TABLE_COLUMNS', 'HEADLINES', 'DENSE_HEADLINES', 'BENCH_PLOTS', 'MARGIN_TARGETS', 'CURVE_TIERS', 'load_eval_dir',
-           'protocol_table', 'cost_table', 'load_bench', 'settings_notes', 'pretrain_table', 'bench_table',
+           'machines', 'protocol_table', 'cost_table', 'load_bench', 'settings_notes', 'pretrain_table', 'bench_table',
            'plot_stages', 'plot_lowshot_curves', 'plot_time_accuracy', 'dense_ranking', 'dense_table',
            'plot_dense_vs_linear', 'bench_compute_seconds', 'render', 'own_random', 'margins', 'margin_table',
            'lightly_lines', 'curve_tier', 'report_tier', 'method_report', 'learning_curve', 'plot_learning_curve']
@@ -53,6 +53,10 @@ def load_eval_dir(path) -> dict:
                      _machine=f"{m.get('cpu')}, {m.get('cores')} cores, torch {m.get('torch')}")
         out.setdefault(name, []).extend(d['rows'])
     return out
+
+def machines(res:dict) -> str:
+    "Every machine that produced a row of `res` ({name: rows}), '; '-joined (results can come from several sittings)."
+    return '; '.join(sorted({r['_machine'] for rs in res.values() for r in rs if r.get('_machine')}))
 
 def _pm(r):
     if r is None: return '-'
@@ -311,7 +315,7 @@ def render(out='results/bench', tier:str='cpu', data:str='fmnist', img_prefix:st
     import matplotlib.pyplot as plt; plt.close('all')
     c = bench_compute_seconds(b)
     commits = sorted({r['_commit'] for rs in res.values() for r in rs if r.get('_commit')})
-    machine = next(iter(res.values()))[0].get('_machine', '')
+    machine = machines(res)
     runs = json.loads((out/'log.json').read_text())['runs'] if (out/'log.json').exists() else []
     # a protocol that no row has run yet (e.g. the dense ones) is left out of the table
     md = [_drop_empty_columns(bench_table(b), every_row=True), '',
