@@ -30,11 +30,12 @@ def grouped(f, x:torch.Tensor, groups:int, perm:torch.Tensor|None=None, modules=
 
 # %% ../nbs/08_batchnorm.ipynb #282440ee
 def _rows(t:torch.Tensor, groups:int, copy:bool=False):
-    """`t` (N, C) or (N, C, H, W) as (groups, rows, C), channels innermost: a view of a contiguous 2-d or a channels-last
-    4-d tensor; any other layout gives None, or a copy with `copy`."""
+    """`t` (N, C) or (N, C, H, W) as (groups, rows, C), channels innermost: a view of a contiguous 2-d or a
+    channels-last 4-d tensor; any other layout gives None, or a copy with `copy`."""
     C = t.shape[1]
     if t.ndim == 2 and t.is_contiguous(): return t.view(groups, -1, C)
-    if t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last): return t.permute(0, 2, 3, 1).view(groups, -1, C)
+    if t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last):
+        return t.permute(0, 2, 3, 1).view(groups, -1, C)
     if copy: return t.movedim(1, -1).contiguous().view(groups, -1, C)
     return None
 
@@ -75,7 +76,16 @@ class _GroupBN(torch.autograd.Function):
         g_b = s_dy.sum(0) if ctx.needs_input_grad[2] else None
         return dx, g_w, g_b, None, None
 
-def group_batch_norm(x:torch.Tensor, bn:nn.modules.batchnorm._BatchNorm, groups:int, copy_free:bool=True) -> torch.Tensor:
+def _update_running(bn, means:torch.Tensor, variances:torch.Tensor):
+    "`bn`'s running statistics moved by each group's (mean, unbiased variance), rows of (groups, C), one after another."
+    with torch.no_grad():
+        for m, v in zip(means, variances):
+            bn.running_mean.mul_(1 - bn.momentum).add_(m, alpha=bn.momentum)
+            bn.running_var.mul_(1 - bn.momentum).add_(v, alpha=bn.momentum)
+        bn.num_batches_tracked.add_(len(means))
+
+def group_batch_norm(x:torch.Tensor, bn:nn.modules.batchnorm._BatchNorm, groups:int,
+                     copy_free:bool=True) -> torch.Tensor:
     """`bn`, normalising with batch statistics, applied to `groups` equal consecutive chunks of `x` in one call; its
     running statistics (when it keeps them) updated as if the chunks had come one after another. Float32 CPU batches
     that `_rows` can view take the copy-free path (`_GroupBN`); others (a GPU keeps its cuDNN kernel), or
@@ -84,15 +94,10 @@ def group_batch_norm(x:torch.Tensor, bn:nn.modules.batchnorm._BatchNorm, groups:
     if n * groups != N: raise ValueError(f"group_batch_norm: a batch of {N} does not split into {groups} groups")
     track = bn.training and bn.track_running_stats and bn.running_mean is not None   # native BN's rule for updating
     rows = x.numel() // (groups * C) if C else 0
-    if (copy_free and x.device.type == 'cpu' and x.dtype == torch.float32 and rows > 1 and _rows(x, groups) is not None
-            and all(p is None or p.dtype == torch.float32 for p in (bn.weight, bn.bias))):
+    f32 = all(p is None or p.dtype == torch.float32 for p in (x, bn.weight, bn.bias))
+    if copy_free and x.device.type == 'cpu' and f32 and rows > 1 and _rows(x, groups) is not None:
         out, mean, var = _GroupBN.apply(x, bn.weight, bn.bias, groups, bn.eps)
-        if track:
-            with torch.no_grad():
-                for i in range(groups):   # the running variance is the unbiased one, as native BN keeps it
-                    bn.running_mean.mul_(1 - bn.momentum).add_(mean[i], alpha=bn.momentum)
-                    bn.running_var.mul_(1 - bn.momentum).add_(var[i] * rows / (rows - 1), alpha=bn.momentum)
-                bn.num_batches_tracked.add_(groups)
+        if track: _update_running(bn, mean, var * rows / (rows - 1))   # the unbiased variance, as native BN keeps
         return out
     rest = x.shape[2:]
     cl = x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last)
@@ -105,12 +110,7 @@ def group_batch_norm(x:torch.Tensor, bn:nn.modules.batchnorm._BatchNorm, groups:
     rv = torch.ones_like(rm) if track else None
     rep = lambda t: None if t is None else t.repeat(groups)
     out = F.batch_norm(y, rm, rv, rep(bn.weight), rep(bn.bias), True, 1.0, bn.eps)   # momentum 1: the batch stats
-    if track:
-        with torch.no_grad():
-            for i in range(groups):
-                bn.running_mean.mul_(1 - bn.momentum).add_(rm[i * C:(i + 1) * C], alpha=bn.momentum)
-                bn.running_var.mul_(1 - bn.momentum).add_(rv[i * C:(i + 1) * C], alpha=bn.momentum)
-            bn.num_batches_tracked.add_(groups)
+    if track: _update_running(bn, rm.view(groups, C), rv.view(groups, C))
     if cl:
         return (out.permute(0, 2, 3, 1).reshape(n, H, W, groups, C).permute(3, 0, 1, 2, 4).reshape(N, H, W, C)
                 .permute(0, 3, 1, 2))

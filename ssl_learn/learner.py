@@ -233,7 +233,7 @@ class DivergenceGuard(Callback):
         if bad: self._stop(f"the weights became non-finite ({_names(bad)})", '')
 
 # %% ../nbs/12_learner.ipynb #1fa6400b
-from .core import AutocastForward, autocast_forward   # noqa: F401 (defined in core: eval uses them too; bf16_supported is imported above)
+from .core import AutocastForward, autocast_forward   # noqa: F401 (defined in core, used by eval too)
 
 # %% ../nbs/12_learner.ipynb #046180b0
 def _quiet(*args, **kw): pass
