@@ -68,6 +68,8 @@ def test_full_run_adds_the_pretraining_it_reused(tmp_path):
                    simclr=dict(train=dict(status='trained', seconds=200.), knn=dict(status='ran', seconds=40.)),
                    byol=dict(train=dict(status='done before', seconds=1800.), knn=dict(status='ran', seconds=40.)),
                    npid=dict(status='done before')))
+    from ssl_learn.bench.run import bench_methods
+    run['results'].update({m: dict(knn=dict(status='ran', seconds=1.)) for m in bench_methods('all') if m not in run['results']})
     (tmp_path/'fmnist/cpu').mkdir(parents=True)
     (tmp_path/'fmnist/cpu/log.json').write_text(json.dumps(dict(runs=[dict(run, seconds=1.), run])))   # the last call counts
     f = full_run(tmp_path, 'cpu')
@@ -76,6 +78,19 @@ def test_full_run_adds_the_pretraining_it_reused(tmp_path):
     txt = full_run_report(f)
     assert '**1.50 h**' in txt and 'within the 3-hour budget' in txt and 'npid done before' in txt
     assert 'OVER' in full_run_report(f, budget_h=1.)
+
+
+def test_full_run_of_a_partial_call_does_not_claim_the_whole_benchmark(tmp_path):
+    "A `--methods`/`--protocols` call is one piece of the benchmark: its wall time is not reported as the whole benchmark's."
+    from ssl_learn.bench.run import full_run, full_run_report
+    run = dict(command='ssl_learn bench --methods simsiam --protocols det', time='t', commit='abc', machine=dict(cpu='X', cores=2),
+               settings='cpu_bench', seconds=600., failed=[], protocols=['det'],
+               results=dict(simsiam=dict(train=dict(status='kept', seconds=900.), det=dict(status='ran', seconds=600.))))
+    (tmp_path/'fmnist/zoo').mkdir(parents=True)
+    (tmp_path/'fmnist/zoo/log.json').write_text(json.dumps(dict(runs=[run])))
+    f = full_run(tmp_path, 'zoo'); txt = full_run_report(f)
+    assert 'The whole benchmark' not in txt and 'budget' not in txt and 'left out' in txt
+    assert 'moco_v3' in f['partial'] and 'protocols knn' in f['partial'] and 'simsiam,' not in f['partial']
 
 
 def test_method_report_lists_lightly_seeds(tmp_path):

@@ -390,7 +390,15 @@ def full_run(out='results/bench', tier:str='cpu', data:str='fmnist', size:int|No
                 ran={n: [p for p, v in r.items() if isinstance(v, dict) and v.get('status') == 'ran'] for n,
                      r in res.items()},
                 all_done_before=[n for n in res if res[n].get('status') == 'done before'],
-                total=last['seconds'] + sum(before.values()))
+                total=last['seconds'] + sum(before.values()), partial=_partial(last))
+
+def _partial(call:dict) -> str:
+    """What a `bench` call left out of the whole benchmark ('' when nothing): methods it had no row for, and protocols
+    it was not asked for (a `--methods`/`--protocols` call is one piece of the benchmark, not all of it)."""
+    left = [m for m in bench_methods('all') if m not in call['results']]
+    ps = [p for p in parse_protocols('all') if 'protocols' in call and p not in call['protocols']]
+    return '; '.join(s for s in (f"{len(left)} methods ({', '.join(left)})" if left else '',
+                                 f"protocols {', '.join(ps)}" if ps else '') if s)
 
 def full_run_report(f:dict|None, budget_h:float=3.) -> str:
     "`full_run`'s figures as a sentence."
@@ -406,6 +414,9 @@ def full_run_report(f:dict|None, budget_h:float=3.) -> str:
             + (f" ({', '.join(f['all_done_before'])} done before)" if f['all_done_before'] else '') + '. '
             + (f"Pre-training it reused, as recorded: {sum(pb.values())/60:.1f} min "
                f"({', '.join(f'{n} {s:.0f} s' for n, s in pb.items())}). " if pb else '')
-            + f"The whole benchmark: **{f['total']/3600:.2f} h** "
-            f"({'within' if f['total'] <= budget_h * 3600 else 'OVER'} the {budget_h:.0f}-hour budget); "
-            f"failed: {', '.join(f['failed']) or 'none'}.")
+            + (f"This call covered part of the benchmark (left out: {f['partial']}), so it says nothing of the whole "
+               f"benchmark's time: that is the recorded compute summed over every call; "
+               if f.get('partial') else
+               f"The whole benchmark: **{f['total']/3600:.2f} h** "
+               f"({'within' if f['total'] <= budget_h * 3600 else 'OVER'} the {budget_h:.0f}-hour budget); ")
+            + f"failed: {', '.join(f['failed']) or 'none'}.")
