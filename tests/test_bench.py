@@ -81,10 +81,10 @@ def test_full_run_adds_the_pretraining_it_reused(tmp_path):
 
 
 def test_full_run_of_a_partial_call_does_not_claim_the_whole_benchmark(tmp_path):
-    "A `--methods`/`--protocols` call is one piece of the benchmark: its wall time is not reported as the whole benchmark's."
+    "A `--methods`/`--protocols` call is one piece of the benchmark: its time is not reported as the whole benchmark's."
     from ssl_learn.bench.run import full_run, full_run_report
-    run = dict(command='ssl_learn bench --methods simsiam --protocols det', time='t', commit='abc', machine=dict(cpu='X', cores=2),
-               settings='cpu_bench', seconds=600., failed=[], protocols=['det'],
+    run = dict(command='ssl_learn bench --methods simsiam --protocols det', time='t', commit='abc',
+               machine=dict(cpu='X', cores=2), settings='cpu_bench', seconds=600., failed=[], protocols=['det'],
                results=dict(simsiam=dict(train=dict(status='kept', seconds=900.), det=dict(status='ran', seconds=600.))))
     (tmp_path/'fmnist/zoo').mkdir(parents=True)
     (tmp_path/'fmnist/zoo/log.json').write_text(json.dumps(dict(runs=[run])))
