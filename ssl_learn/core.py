@@ -15,9 +15,10 @@ import ssl_learn
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*', category=FutureWarning)
 
 # %% auto #0
-__all__ = ['ZOO_EPOCHS', 'TIERS', 'positive_number', 'Tier', 'get_tier', 'default_device', 'set_seed', 'peak_memory_mb',
-           'reset_peak_memory', 'bf16_supported', 'AutocastForward', 'autocast_forward', 'atomic_save', 'writable_dir',
-           'os_error_message', 'git_commit', 'machine_info', 'provenance']
+__all__ = ['ZOO_EPOCHS', 'TIERS', 'malloc_tuned', 'positive_number', 'Tier', 'get_tier', 'tune_malloc', 'release_free_memory',
+           'default_device', 'set_seed', 'peak_memory_mb', 'reset_peak_memory', 'bf16_supported', 'AutocastForward',
+           'autocast_forward', 'atomic_save', 'writable_dir', 'os_error_message', 'git_commit', 'machine_info',
+           'provenance']
 
 # %% ../nbs/00_core.ipynb #d2c6ab3b
 def positive_number(value, what:str='value', zero_ok:bool=False) -> float:
@@ -82,6 +83,34 @@ def get_tier(name:str|Tier, **overrides) -> Tier:
     if bad: raise ValueError(f"Unknown tier setting(s) {sorted(bad)}; valid ones: {sorted(Tier.__dataclass_fields__)}")
     return replace(t, **overrides)
 
+# %% ../nbs/00_core.ipynb #31628a59
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3          # glibc's mallopt parameters (malloc.h)
+
+def _glibc():
+    "glibc as a ctypes library, or None where the process's C library is another one."
+    import ctypes
+    try:
+        libc = ctypes.CDLL(None); libc.gnu_get_libc_version; libc.mallopt; libc.malloc_trim
+        return libc
+    except (OSError, AttributeError): return None
+
+def tune_malloc(mmap_threshold:int=1 << 30, trim_threshold:int=1 << 30) -> bool:
+    """Let glibc's malloc serve blocks below `mmap_threshold` bytes from its heap and keep up to `trim_threshold`
+    freed bytes there, so large per-step tensors reuse memory instead of mapping (page-faulting, zeroing) fresh pages
+    every step. True if applied; False without glibc or when `SSL_LEARN_MALLOC=default` asks for its defaults."""
+    if os.environ.get('SSL_LEARN_MALLOC', '').strip().lower() in ('default', 'off', '0', 'no'): return False
+    libc = _glibc()
+    if libc is None: return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold))) and bool(libc.mallopt(_M_TRIM_THRESHOLD,
+                                                                                               int(trim_threshold)))
+
+def release_free_memory() -> bool:
+    "Hand the heap's free memory back to the system (glibc's `malloc_trim`); False where there is no glibc."
+    libc = _glibc()
+    return libc is not None and (libc.malloc_trim(0) or True)
+
+malloc_tuned = tune_malloc()   # once, at import: see the note above
+
 # %% ../nbs/00_core.ipynb #4eab66bf
 def default_device(device=None) -> torch.device:
     "`device` if given (a clear error if it asks for CUDA and there is none), else CUDA when available, else CPU."
@@ -117,9 +146,11 @@ def peak_memory_mb(device=None) -> float:
 
 def reset_peak_memory(device=None) -> bool:
     """Start a new peak for `peak_memory_mb`: CUDA's allocator statistics on a GPU; on Linux the process's peak resident
-    set (`/proc/self/clear_refs`). False where it cannot (then the peak stays the process's own since its start)."""
+    set (`/proc/self/clear_refs`), after handing the heap's free memory back. False where it cannot (then the peak
+    stays the process's own since its start)."""
     d = default_device(device)
     if d.type == 'cuda': torch.cuda.reset_peak_memory_stats(d); return True
+    release_free_memory()          # freed blocks malloc still holds (tune_malloc) are not the next work's
     try:
         with open('/proc/self/clear_refs', 'w') as f: f.write('5')
         return _vm_hwm_mb() is not None
@@ -220,12 +251,13 @@ def git_commit(path='.') -> str:
     except Exception: return 'unknown'
 
 def machine_info() -> dict:
-    "CPU/GPU model, cores, library versions and OpenMP's wait policy, for results files."
+    "CPU/GPU model, cores, library versions, OpenMP's wait policy and the malloc tuning, for results files."
     cpu = platform.processor() or platform.machine()
     try: cpu = next(l.split(':',1)[1].strip() for l in open('/proc/cpuinfo') if l.startswith('model name'))
     except Exception: pass
     info = dict(cpu=cpu, cores=os.cpu_count(), torch=str(torch.__version__), python=platform.python_version())
     info['omp_wait_policy'] = ssl_learn.omp_wait_policy   # what OpenMP was started with (ssl_learn/__init__.py)
+    info['malloc_tuned'] = malloc_tuned                   # glibc's malloc thresholds raised (tune_malloc)
     if torch.cuda.is_available(): info['gpu'] = torch.cuda.get_device_name(0)
     return info
 
