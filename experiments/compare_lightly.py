@@ -9,7 +9,9 @@ momentum) are read from ssl_learn's model so both sides use the same values.
 * ours: `ssl_learn.learner.ssl_learner(...).fit_one_cycle(...)`, batched views on the device;
 * theirs: lightly's transform for the method (MoCoV2Transform, SimCLRTransform, BYOLTransform, SwaVTransform, adapted to 28-px grey images)
   applied per image in a torch DataLoader with `--workers` processes, lightly's heads, loss (with its memory bank
-  for MoCo) and `update_momentum`, in a plain PyTorch loop, as lightly's examples do.
+  for MoCo) and `update_momentum`, in a plain PyTorch loop, as lightly's examples do; in a fresh process with the C
+  library's own malloc settings (importing ssl_learn tunes glibc's malloc process-wide; `--theirs-malloc tuned`
+  keeps lightly's side in this process, sharing the tuning).
 
 Reported: training images/s (training loop only, data loading and augmentation included; the kNN evaluation
 excluded) and weighted-kNN top-1 (k=20, 200; T=0.07) on the full 60k/10k Fashion-MNIST split, for both sides, and
@@ -285,6 +287,40 @@ def run_ours(entry, pre, tier, seed: int, prepare: Callable | None = None) -> di
     return dict(backbone=learn.model.backbone, model=learn.model, init_w=init_w, epochs=timer.epochs)
 
 
+def run_theirs_fresh(name: str, args) -> dict:
+    """`run_theirs` in a fresh process with the C library's own malloc settings (`SSL_LEARN_MALLOC=default`), as
+    lightly's users run it: importing ssl_learn tunes glibc's malloc for the whole process (`ssl_learn.core.tune_malloc`),
+    which lightly's side would otherwise share. Returns what `run_theirs` does, the backbone rebuilt from its weights."""
+    import os, subprocess, tempfile
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d)/'theirs.pt'
+        cmd = [sys.executable, '-m', 'experiments.compare_lightly', '--theirs-only', str(f), '--methods', name,
+               '--epochs', str(args.epochs), '--bs', str(args.bs), '--workers', str(args.workers), '--seed', str(args.seed)]
+        if args.n_train: cmd += ['--n-train', str(args.n_train)]
+        env = {**os.environ, 'SSL_LEARN_MALLOC': 'default'}
+        r = subprocess.run(cmd, env=env)
+        if r.returncode: raise SystemExit(f"lightly's side of {name} failed in its own process (exit {r.returncode})")
+        res = torch.load(f, weights_only=False)
+    tier = get_tier('cpu', epochs=args.epochs, bs=args.bs, n_train=args.n_train)
+    backbone = make_backbone(tier, prepare_data('fmnist', tier, seed=args.seed)[0])
+    backbone.load_state_dict(res.pop('backbone_state'))
+    return dict(res, backbone=backbone)
+
+
+def _theirs_only(name: str, args):
+    "The child of `run_theirs_fresh`: lightly's side alone, its result (weights, epochs, settings) saved to a file."
+    import ssl_learn.core
+    entry = METHODS[name]
+    tier = get_tier('cpu', epochs=args.epochs, bs=args.bs, n_train=args.n_train)
+    pre = prepare_data('fmnist', tier, seed=args.seed)[0]
+    set_seed(args.seed)
+    ref = ssl_learner(pre, entry['ours'], tier, method_kw=entry['ours_kw']).model    # the method's settings only
+    r = run_theirs(entry, pre, tier, ref, args.seed, args.workers)
+    r['backbone_state'] = r.pop('backbone').state_dict()
+    r['malloc_tuned'] = ssl_learn.core.malloc_tuned
+    torch.save(r, args.theirs_only)
+
+
 def _mean_rate(epochs): return round(sum(e['images_per_s'] * e['seconds'] for e in epochs) / sum(e['seconds'] for e in epochs), 1)
 
 
@@ -296,7 +332,13 @@ def compare(name: str, args) -> dict:
     if args.n_eval: trn, tst = trn.subset(args.n_eval, seed=0), tst.subset(args.n_eval // 5, seed=0)
     print(f"{name}: {len(pre)} images × {tier.epochs} epochs, batch {tier.bs}", flush=True)
     t = time.time(); ours = run_ours(entry, pre, tier, args.seed); ours['wall'] = time.time() - t
-    t = time.time(); theirs = run_theirs(entry, pre, tier, ours['model'], args.seed, args.workers); theirs['wall'] = time.time() - t
+    t = time.time()
+    if args.theirs_malloc == 'default': theirs = run_theirs_fresh(name, args)
+    else:
+        import ssl_learn.core
+        theirs = run_theirs(entry, pre, tier, ours['model'], args.seed, args.workers)
+        theirs['malloc_tuned'] = ssl_learn.core.malloc_tuned
+    theirs['wall'] = time.time() - t
     same_init = bool(torch.equal(ours['init_w'].cpu(), theirs['init_w'].cpu()))
     ks = tuple(int(k) for k in args.ks.split(','))
     knn = {}
@@ -308,7 +350,8 @@ def compare(name: str, args) -> dict:
                ours=dict(images_per_s=_mean_rate(ours['epochs']), per_epoch=ours['epochs'], knn_top1=knn['ours'],
                          implementation=f"ssl_learn {entry['ours']} {entry['ours_kw']}: batched views on the device, fastai Learner"),
                theirs=dict(images_per_s=_mean_rate(theirs['epochs']), per_epoch=theirs['epochs'], knn_top1=knn['theirs'],
-                           implementation=f"lightly {__import__('lightly').__version__}", **theirs['settings'], dataloader_workers=args.workers),
+                           implementation=f"lightly {__import__('lightly').__version__}", **theirs['settings'], dataloader_workers=args.workers,
+                           malloc_tuned=theirs['malloc_tuned']),
                settings=dict(backbone=ours['backbone'].config, same_initial_weights=same_init, lr=tier.lr, wd=tier.wd,
                              optimizer='SGD momentum 0.9 (one-cycle 0.95-0.85-0.95), decoupled wd, none on BN/bias', schedule='fastai one-cycle',
                              knn=dict(train=len(trn), test=len(tst), ks=list(ks), T=0.07), threads=torch.get_num_threads(),
@@ -330,10 +373,15 @@ def main():
     ap.add_argument('--n-eval', type=int, default=None, help='kNN memory size (test: a fifth); default the full 60k/10k; for smoke tests')
     ap.add_argument('--out', default='results/comparisons/lightly', help='results root: files go to OUT/<method>/seed<N>.json')
     ap.add_argument('--lock', default='/tmp/ssl_cpu.lock')
+    ap.add_argument('--theirs-malloc', default='default', choices=('default', 'tuned'),
+                    help="lightly's side in a fresh process with glibc's own malloc settings, as its users run it "
+                         "(default), or in this process, sharing ssl_learn's malloc tuning (tuned)")
+    ap.add_argument('--theirs-only', default=None, help=argparse.SUPPRESS)    # the child of run_theirs_fresh
     args = ap.parse_args()
     names = [m.strip() for m in args.methods.split(',') if m.strip()]
     bad = [m for m in names if m not in METHODS]
     if bad: sys.exit(f"unknown method(s) {bad}; available: {sorted(METHODS)}")
+    if args.theirs_only: return _theirs_only(names[0], args)     # already under the parent's lock
     with open(args.lock, 'w') as lk:
         t = time.time(); fcntl.flock(lk, fcntl.LOCK_EX); print(f"lock taken after {time.time() - t:.0f} s", flush=True)
         for m in names:
