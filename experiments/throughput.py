@@ -25,7 +25,7 @@ Plus the machine's dense float32 matmul ceiling (4096², all threads) for scale.
 Usage (from the repository root):
   python -m experiments.throughput [--tier cpu] [--methods all|a,b] [--steps 8] [--warmup 2] [--repeats 3]
                                    [--epoch-images 4096] [--monitor-precision auto|fp32|bf16] [--out PATH]
-                                   [--lock /tmp/ssl_cpu.lock] [--table-only]
+                                   [--lock /tmp/ssl_cpu.lock] [--table-only] [--compile]
 """
 import argparse, fcntl, json, subprocess, sys, time
 from pathlib import Path
@@ -73,6 +73,7 @@ from ssl_learn.method import method_tier
 method, tier_name, steps, warmup, repeats, epoch_images = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
 arch = sys.argv[7] if len(sys.argv) > 7 and sys.argv[7] else None
 monitor_precision = sys.argv[8] if len(sys.argv) > 8 else 'auto'
+compiled = len(sys.argv) > 9 and sys.argv[9] == 'compile'
 tier = method_tier(method, tier_name, arch=arch)
 set_seed(0)
 pre, bank, query, _, _ = prepare_data('fmnist', tier)
@@ -86,6 +87,9 @@ learn = ssl_learner(pre, method, tier, device='cpu'); learn.add_cb(Window(steps,
 ref_tier = method_tier('supervised', tier_name, arch=tier.arch)
 ref = ssl_learner(pre, 'supervised', ref_tier, device='cpu'); ref.add_cb(Window(steps, warmup, count_flops=True))
 window(learn); window(ref)           # the first fit of each: allocation, caches; its first step is the counted one
+if compiled:                         # --compile: both compiled after the FLOPs are counted (eagerly), then warmed up
+    from ssl_learn.learner import compile_networks
+    compile_networks(learn.model); compile_networks(ref.model); window(learn); window(ref)
 S, M = [window(ref)], []
 for _ in range(repeats): M.append(window(learn)); S.append(window(ref))
 flops_img = learn.window.flops / learn.window.per_step_images
@@ -102,7 +106,8 @@ res = dict(method=method, tier=tier.name, bs=tier.bs, arch_name=tier.arch, arch=
                     images_per_s_all=[round(n / dt, 1) for dt, n, _ in S],
                     gflop_per_image=round(ref_flops_img / 1e9, 4),
                     gflops=round(med(gf(s, ref_flops_img) for s in S), 1)),
-           ratio=round(med(ratios), 3), ratios=[round(r, 3) for r in ratios], threads=torch.get_num_threads())
+           ratio=round(med(ratios), 3), ratios=[round(r, 3) for r in ratios], threads=torch.get_num_threads(),
+           compiled=compiled)
 del ref
 
 # a whole epoch as `ssl_learn train` runs it: monitor and checkpoint included
@@ -191,6 +196,9 @@ if __name__ == '__main__':
     ap.add_argument('--epoch-images', type=int, default=4096, help='images in the whole-epoch measurement (0: skip it)')
     ap.add_argument('--monitor-precision', default='auto', choices=('auto', 'fp32', 'bf16'),
                     help="the kNN monitor's forward passes in the whole-epoch measurement (KNNMonitor's precision)")
+    ap.add_argument('--compile', action='store_true',
+                    help="torch.compile the backbones of the method and of the supervised reference (after counting "
+                         "the FLOPs eagerly; the whole-epoch measurement stays eager)")
     ap.add_argument('--out', default=None, help='default: results/foundation/throughput_<tier>.json')
     ap.add_argument('--lock', default='/tmp/ssl_cpu.lock')
     ap.add_argument('--table-only', action='store_true',
@@ -209,7 +217,7 @@ if __name__ == '__main__':
     methods = ['supervised'] + [m for m in methods if m != 'supervised']
     out = Path(a.out or f'results/foundation/throughput_{a.tier}.json')
     res = dict(settings=dict(tier=a.tier, steps=a.steps, warmup=a.warmup, repeats=a.repeats, epoch_images=a.epoch_images,
-                             monitor_precision=a.monitor_precision),
+                             monitor_precision=a.monitor_precision, compile=a.compile),
                rows={}, failed={})
     t0 = time.time()
     with open(a.lock, 'w') as lk:
@@ -222,7 +230,8 @@ if __name__ == '__main__':
         jobs = [(m, '') for m in methods[:1]] + [(f'supervised_{x}', x) for x in archs] + [(m, '') for m in methods[1:]]
         for m, arch in jobs:
             name = m.split('_vit')[0] if m.startswith('supervised_') else m
-            row, err = child(CHILD, name, a.tier, a.steps, a.warmup, a.repeats, a.epoch_images, arch, a.monitor_precision)
+            row, err = child(CHILD, name, a.tier, a.steps, a.warmup, a.repeats, a.epoch_images, arch, a.monitor_precision,
+                             'compile' if a.compile else 'eager')
             if err: res['failed'][m] = err; print(f"FAILED {m}: {err}", flush=True); continue
             res['rows'][m] = row
             sup = reference(res['rows'], row)

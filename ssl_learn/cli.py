@@ -117,6 +117,8 @@ def main(argv=None):
     t.add_argument('--no-monitor', action='store_true', help='skip the per-epoch kNN monitor')
     t.add_argument('--precision', default='fp32', choices=('fp32', 'bf16'),
                    help='bf16: the forward pass in bfloat16 on a CPU with AVX-512 BF16 or AMX')
+    t.add_argument('--compile', action='store_true',
+                   help='torch.compile the backbones (slow first steps; see ssl_learn.learner.compile_networks)')
     t.add_argument('--arch',
                    help="backbone: resnet18/34/50, vit_tiny, vit_small (default: the method's, else the tier's)")
     e = sub.add_parser('eval', help="evaluate a backbone checkpoint, or a baseline "
@@ -162,7 +164,7 @@ def main(argv=None):
         elif a.cmd == 'train':
             s = train(a.method, a.data, a.tier, a.out, epochs=a.epochs, resume=not a.no_resume, seed=a.seed, lr=a.lr,
                       monitor=not a.no_monitor, bs=a.bs, arch=a.arch, size=a.size, on_error=_on_error(a),
-                      precision=a.precision)
+                      precision=a.precision, compile=a.compile)
             if is_main():   # under torchrun, rank 0 alone
                 print(f"backbone: {s['backbone']}  log: {Path(a.out)/'log.json'}  summary: {Path(a.out)/'train.json'}")
         elif a.cmd == 'eval':

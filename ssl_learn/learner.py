@@ -29,7 +29,7 @@ from .distributed import (unwrap, is_main, in_process_group, get_world_size, ini
 
 # %% auto #0
 __all__ = ['KNNMonitor', 'Throughput', 'Checkpoint', 'TrainingDiverged', 'config_changes', 'check_config', 'load_checkpoint',
-           'DivergenceGuard', 'ssl_learner', 'train', 'plot_history', 'plot_knn_monitor']
+           'DivergenceGuard', 'compile_networks', 'ssl_learner', 'train', 'plot_history', 'plot_knn_monitor']
 
 # %% ../nbs/12_learner.ipynb #d0dab335
 class KNNMonitor(Metric):
@@ -238,12 +238,24 @@ from .core import AutocastForward, autocast_forward   # noqa: F401 (defined in c
 # %% ../nbs/12_learner.ipynb #046180b0
 def _quiet(*args, **kw): pass
 
+def compile_networks(model:torch.nn.Module) -> int:
+    """Compile every backbone network inside `model` (each `ResNet` and `ViT`: the encoder and any momentum copy) in
+    place with `torch.compile` (inductor; on the CPU it needs a C++ compiler); heads, losses and views stay eager.
+    Parameter names, checkpoints and EMA updates are unchanged. Returns how many networks were compiled."""
+    from ssl_learn.models import ResNet
+    from ssl_learn.vit import ViT
+    nets = [m for m in model.modules() if isinstance(m, (ResNet, ViT))]
+    for m in nets: m.compile()
+    return len(nets)
+
 def ssl_learner(train:ImageData, method:str='rotation', tier:str|Tier='cpu', valid:ImageData|None=None,
                 monitor:tuple|None=None, path=None, device=None, lr:float|None=None, method_kw:dict|None=None,
-                distributed:bool|None=None, seed:int=0, precision:str='fp32', **tier_kw) -> Learner:
+                distributed:bool|None=None, seed:int=0, precision:str='fp32', compile:bool=False,
+                **tier_kw) -> Learner:
     """A fastai `Learner` pre-training `method` on `train` (labels unused) at `tier` (a name, or a `Tier` used as given);
     `distributed` (default: inside a process group) adds `DistributedSSL`, the tier's batch being global;
-    `precision='bf16'` autocasts the forward pass to bfloat16 on a CPU that supports it (`autocast_forward`)."""
+    `precision='bf16'` autocasts the forward pass to bfloat16 on a CPU that supports it (`autocast_forward`);
+    `compile=True` compiles the model's networks with `torch.compile` (`compile_networks`)."""
     if lr is not None: lr = positive_number(lr, 'lr')
     if not isinstance(tier, Tier) or tier_kw: tier = method_tier(method, tier, **tier_kw)
     distributed = in_process_group() if distributed is None else distributed
@@ -280,6 +292,7 @@ def ssl_learner(train:ImageData, method:str='rotation', tier:str|Tier='cpu', val
     learn.model.to(memory_format=model.memory_format(device))
     if device.type == 'cuda': learn.to_fp16()
     if precision == 'bf16': autocast_forward(learn.model)
+    if compile: compile_networks(learn.model)
     if distributed and not is_main():              # rank 0 alone shows the progress bar and the table
         learn.remove_cb(ProgressCallback); learn.logger = _quiet
     return learn
@@ -330,19 +343,22 @@ def _data_hash(d:ImageData) -> str:
 
 def train(method:str='rotation', data:str|tuple='fmnist', tier:str|Tier='cpu', out='runs/run', epochs:int|None=None,
           resume:bool=True, seed:int=0, device=None, monitor:bool=True, lr:float|None=None, method_kw:dict|None=None,
-          on_error:str='raise', precision:str='fp32', **tier_kw) -> dict:
+          on_error:str='raise', precision:str='fp32', compile:bool=False, **tier_kw) -> dict:
     """Pre-train `method` on `data` at `tier`, checkpointing to `out` every epoch; returns a summary dict. Started by
     torchrun (`WORLD_SIZE` ≥ 2), every rank runs this: the tier's batch is split between them (see
-    `ssl_learn.distributed`), rank 0 writes. `precision='bf16'`: the forward in bfloat16 on the CPU (`ssl_learner`)."""
+    `ssl_learn.distributed`), rank 0 writes. `precision='bf16'`: the forward in bfloat16 on the CPU;
+    `compile`: `torch.compile` the backbones (both as `ssl_learner`)."""
     if lr is not None: positive_number(lr, 'lr')
     tier = method_tier(method, tier, epochs=epochs, **tier_kw)
     created = init_distributed()
     try:
-        return _train(method, data, tier, out, resume, seed, device, monitor, lr, method_kw, on_error, precision)
+        return _train(method, data, tier, out, resume, seed, device, monitor, lr, method_kw, on_error, precision,
+                      compile)
     finally:
         if created: torch.distributed.destroy_process_group()
 
-def _train(method, data, tier, out, resume, seed, device, monitor, lr, method_kw, on_error, precision='fp32') -> dict:
+def _train(method, data, tier, out, resume, seed, device, monitor, lr, method_kw, on_error, precision='fp32',
+           compile=False) -> dict:
     distributed = in_process_group()
     device = default_device(device if device is not None or not distributed else rank_device())
     say = print if is_main() else (lambda *a, **k: None)
@@ -353,7 +369,7 @@ def _train(method, data, tier, out, resume, seed, device, monitor, lr, method_kw
         k = min(20, len(bank))
         learn = ssl_learner(pre, method, tier, valid=query, monitor=(bank, query, k) if monitor else None, path=out,
                             device=device, lr=lr, method_kw=method_kw, distributed=distributed, seed=seed,
-                            precision=precision)
+                            precision=precision, compile=compile)
         config = _jsonable(dict(method=method, data=data if isinstance(data, str) else 'custom', n_pretrain=len(pre),
                                 data_hash=_data_hash(pre), tier=tier.name, arch=learn.model.backbone.config,
                                 size=tier.size, seed=seed, lr=learn.lr, wd=learn.wd, bs=tier.bs, epochs=tier.epochs,
