@@ -15,8 +15,9 @@ Writes results/foundation/compile_cpu.{json,md} with provenance; holds `--lock` 
 Usage (from the repository root):
   python -m experiments.compile_cpu [--methods supervised,moco_v2,densecl,byol] [--steps 6] [--repeats 3]
 """
-import argparse, fcntl, json, subprocess, sys, time
+import argparse, fcntl, json, time
 from pathlib import Path
+from experiments.throughput import child
 
 CHILD = r'''
 import json, statistics, sys, time, torch
@@ -58,12 +59,6 @@ print('@@RESULT ' + json.dumps(dict(method=method, n_compiled=len(nets), compile
       threads=torch.get_num_threads())))
 '''
 
-def child(method, steps, repeats):
-    r = subprocess.run([sys.executable, '-c', CHILD, method, str(steps), str(repeats)], capture_output=True, text=True)
-    lines = [l for l in r.stdout.splitlines() if l.startswith('@@RESULT ')]
-    if r.returncode or not lines: return None, (r.stderr.strip().splitlines() or ['?'])[-1]
-    return json.loads(lines[-1][9:]), None
-
 def table(res) -> str:
     lines = ['| method | networks compiled | compile s | eager images/s | compiled images/s | compiled / eager (median, range) '
              '| output difference (relative) |', '|---|---|---|---|---|---|---|']
@@ -87,7 +82,7 @@ if __name__ == '__main__':
     with open(a.lock, 'w') as lk:
         fcntl.flock(lk, fcntl.LOCK_EX)
         for m in a.methods.split(','):
-            row, err = child(m, a.steps, a.repeats)
+            row, err = child(CHILD, m, a.steps, a.repeats)
             if err: res['failed'][m] = err; print(f"FAILED {m}: {err}", flush=True)
             else: res['rows'][m] = row; print(json.dumps(row), flush=True)
             res.update(seconds=round(time.time() - t0, 1), **provenance())
