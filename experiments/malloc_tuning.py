@@ -3,7 +3,8 @@ process's peak resident memory, with glibc's malloc tuned (the default since it 
 `SSL_LEARN_MALLOC=default` (the C library's own thresholds), for each method asked for.
 
 Each measurement is a fresh process: the method's cpu-tier learner, one untimed window of `--steps` steps (after 2
-warm-up steps), then a timed window of the same length, with `getrusage`'s minor page faults counted over it. The
+warm-up steps), then a timed window of the same length; `getrusage`'s minor page faults are counted over that second
+fit's `--steps` + 2 steps and divided by their number. The
 two settings alternate (tuned, default, tuned, default, …) for `--rounds` rounds, so that a machine whose speed drifts
 moves both alike; the medians are reported, and the ratio tuned/default of images/s pair by pair (median).
 

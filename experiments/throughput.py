@@ -199,14 +199,15 @@ if __name__ == '__main__':
     ap.add_argument('--compile', action='store_true',
                     help="torch.compile the backbones of the method and of the supervised reference (after counting "
                          "the FLOPs eagerly; the whole-epoch measurement stays eager)")
-    ap.add_argument('--out', default=None, help='default: results/foundation/throughput_<tier>.json')
+    ap.add_argument('--out', default=None,
+                    help='default: results/foundation/throughput_<tier>.json (with --compile: throughput_<tier>_compiled.json)')
     ap.add_argument('--lock', default='/tmp/ssl_cpu.lock')
     ap.add_argument('--table-only', action='store_true',
                     help="re-render the Markdown table of an existing JSON (e.g. once the benchmark's epochs exist)")
     a = ap.parse_args()
     if min(a.steps, a.warmup, a.repeats) < 1: ap.error('--steps, --warmup and --repeats must be at least 1')
     if a.table_only:
-        out = Path(a.out or f'results/foundation/throughput_{a.tier}.json')
+        out = Path(a.out or f"results/foundation/throughput_{a.tier}{'_compiled' if a.compile else ''}.json")
         out.with_suffix('.md').write_text(table(json.loads(out.read_text())) + '\n')
         print(out.with_suffix('.md').read_text())
         sys.exit(0)
@@ -215,7 +216,7 @@ if __name__ == '__main__':
     methods = list_methods() if a.methods == 'all' else a.methods.split(',')
     if 'supervised' not in methods: methods = ['supervised'] + methods       # the reference, measured in the same run
     methods = ['supervised'] + [m for m in methods if m != 'supervised']
-    out = Path(a.out or f'results/foundation/throughput_{a.tier}.json')
+    out = Path(a.out or f"results/foundation/throughput_{a.tier}{'_compiled' if a.compile else ''}.json")
     res = dict(settings=dict(tier=a.tier, steps=a.steps, warmup=a.warmup, repeats=a.repeats, epoch_images=a.epoch_images,
                              monitor_precision=a.monitor_precision, compile=a.compile),
                rows={}, failed={})

@@ -15,10 +15,10 @@ import ssl_learn
 warnings.filterwarnings('ignore', message='.*torch.jit.script.*', category=FutureWarning)
 
 # %% auto #0
-__all__ = ['ZOO_EPOCHS', 'TIERS', 'malloc_tuned', 'positive_number', 'Tier', 'get_tier', 'tune_malloc', 'release_free_memory',
-           'default_device', 'set_seed', 'peak_memory_mb', 'reset_peak_memory', 'bf16_supported', 'AutocastForward',
-           'autocast_forward', 'atomic_save', 'writable_dir', 'os_error_message', 'git_commit', 'machine_info',
-           'provenance']
+__all__ = ['ZOO_EPOCHS', 'TIERS', 'malloc_mmap_threshold', 'malloc_tuned', 'positive_number', 'Tier', 'get_tier', 'tune_malloc',
+           'release_free_memory', 'default_device', 'set_seed', 'peak_memory_mb', 'reset_peak_memory', 'bf16_supported',
+           'AutocastForward', 'autocast_forward', 'atomic_save', 'writable_dir', 'os_error_message', 'git_commit',
+           'machine_info', 'provenance']
 
 # %% ../nbs/00_core.ipynb #d2c6ab3b
 def positive_number(value, what:str='value', zero_ok:bool=False) -> float:
@@ -85,24 +85,34 @@ def get_tier(name:str|Tier, **overrides) -> Tier:
 
 # %% ../nbs/00_core.ipynb #31628a59
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3          # glibc's mallopt parameters (malloc.h)
+malloc_mmap_threshold = None                            # what tune_malloc last set (None: the C library's own)
 
 def _glibc():
-    "glibc as a ctypes library, or None where the process's C library is another one."
-    import ctypes
+    "glibc as a ctypes library on Linux, or None where the process's C library is another one."
+    import ctypes, sys
+    if not sys.platform.startswith('linux'): return None
     try:
         libc = ctypes.CDLL(None); libc.gnu_get_libc_version; libc.mallopt; libc.malloc_trim
         return libc
-    except (OSError, AttributeError): return None
+    except (OSError, AttributeError, TypeError): return None
 
 def tune_malloc(mmap_threshold:int=1 << 30, trim_threshold:int=1 << 30) -> bool:
     """Let glibc's malloc serve blocks below `mmap_threshold` bytes from its heap and keep up to `trim_threshold`
     freed bytes there, so large per-step tensors reuse memory instead of mapping (page-faulting, zeroing) fresh pages
-    every step. True if applied; False without glibc or when `SSL_LEARN_MALLOC=default` asks for its defaults."""
+    every step. Both in bytes, below 2**31 (C ints). Older glibc refuses an mmap threshold above 32 MiB: it then gets
+    32 MiB (`malloc_mmap_threshold` says which). True if applied; False without glibc (not Linux, musl) or when
+    `SSL_LEARN_MALLOC` is `default` (or `off`, `0`, `no`)."""
+    global malloc_mmap_threshold
+    for v, what in ((mmap_threshold, 'mmap_threshold'), (trim_threshold, 'trim_threshold')):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 0 < v < 2**31:
+            raise ValueError(f"tune_malloc: {what} must be a whole number of bytes in (0, 2**31), got {v!r}")
     if os.environ.get('SSL_LEARN_MALLOC', '').strip().lower() in ('default', 'off', '0', 'no'): return False
     libc = _glibc()
     if libc is None: return False
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold))) and bool(libc.mallopt(_M_TRIM_THRESHOLD,
-                                                                                               int(trim_threshold)))
+    for m in (int(mmap_threshold), min(int(mmap_threshold), 32 << 20)):   # older glibc's limit: HEAP_MAX_SIZE / 2
+        if libc.mallopt(_M_MMAP_THRESHOLD, m): malloc_mmap_threshold = m; break
+    else: return False
+    return bool(libc.mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)))
 
 def release_free_memory() -> bool:
     "Hand the heap's free memory back to the system (glibc's `malloc_trim`); False where there is no glibc."

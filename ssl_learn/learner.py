@@ -21,7 +21,8 @@ from fastai.callback.schedule import fit_one_cycle   # noqa: F401 (patches Learn
 from .core import bf16_supported, default_device, atomic_save, peak_memory_mb, provenance, set_seed, Tier
 from .core import positive_number, writable_dir
 from .data import ImageData, ssl_dls, prepare_data, check_labeled
-from .models import save_backbone, make_backbone
+from .models import save_backbone, make_backbone, ResNet
+from .vit import ViT
 from .features import extract_features, knn_accuracy
 from .method import SSLModel, MethodCallback, get_method, method_tier
 from .distributed import (unwrap, is_main, in_process_group, get_world_size, init_distributed, barrier,
@@ -242,8 +243,6 @@ def compile_networks(model:torch.nn.Module) -> int:
     """Compile every backbone network inside `model` (each `ResNet` and `ViT`: the encoder and any momentum copy) in
     place with `torch.compile` (inductor; on the CPU it needs a C++ compiler); heads, losses and views stay eager.
     Parameter names, checkpoints and EMA updates are unchanged. Returns how many networks were compiled."""
-    from ssl_learn.models import ResNet
-    from ssl_learn.vit import ViT
     nets = [m for m in model.modules() if isinstance(m, (ResNet, ViT))]
     for m in nets: m.compile()
     return len(nets)
