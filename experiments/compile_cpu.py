@@ -42,7 +42,7 @@ compiled = [m._compiled_call_impl for m in nets]
 def mode(on):
     for m, c in zip(nets, compiled): m._compiled_call_impl = c if on else None
 t = time.perf_counter(); first = window(learn); compile_s = time.perf_counter() - t - e0[0] * first[1] / e0[1]
-E, C = [window(learn) if not mode(False) else None], []
+mode(False); E, C = [window(learn)], []
 for _ in range(repeats):
     mode(True); C.append(window(learn)); mode(False); E.append(window(learn))
 ratios = [rate(c) / ((rate(a) + rate(b)) / 2) for c, a, b in zip(C, E, E[1:])]

@@ -13,8 +13,9 @@ Writes results/foundation/malloc_tuning.{json,md} with provenance; `--lock` hold
 Usage (from the repository root):
   python -m experiments.malloc_tuning [--methods supervised,densecl,byol,simclr] [--steps 10] [--rounds 5]
 """
-import argparse, fcntl, json, os, statistics, subprocess, sys, time
+import argparse, fcntl, json, os, statistics, time
 from pathlib import Path
+from experiments.throughput import child
 
 CHILD = r'''
 import json, resource, sys
@@ -39,10 +40,8 @@ def run(method, steps, tuned):
     env = dict(os.environ)
     env.pop('SSL_LEARN_MALLOC', None)
     if not tuned: env['SSL_LEARN_MALLOC'] = 'default'
-    r = subprocess.run([sys.executable, '-c', CHILD, method, str(steps)], capture_output=True, text=True, env=env)
-    lines = [l for l in r.stdout.splitlines() if l.startswith('@@RESULT ')]
-    if r.returncode or not lines: raise SystemExit(f"{method}: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
-    res = json.loads(lines[-1][9:])
+    res, err = child(CHILD, method, steps, env=env)
+    if err: raise SystemExit(f"{method}: {err}")
     if res['tuned'] != tuned: raise SystemExit(f"{method}: asked for tuned={tuned}, the child had {res['tuned']}")
     return res
 

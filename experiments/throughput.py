@@ -147,8 +147,9 @@ for _ in range(5):
 print('@@RESULT ' + json.dumps(dict(gflops=round(2 * 4096 ** 3 / min(ts) / 1e9, 1), threads=torch.get_num_threads())))
 '''
 
-def child(code, *args):
-    r = subprocess.run([sys.executable, '-c', code, *map(str, args)], capture_output=True, text=True)
+def child(code, *args, env=None):
+    "Run `code` in a fresh Python (`env`: its environment, default this one's); its `@@RESULT` JSON, or (None, error)."
+    r = subprocess.run([sys.executable, '-c', code, *map(str, args)], capture_output=True, text=True, env=env)
     lines = [l for l in r.stdout.splitlines() if l.startswith('@@RESULT ')]
     if r.returncode != 0 or not lines: return None, (r.stderr.strip().splitlines() or ['?'])[-1]
     return json.loads(lines[-1][9:]), None

@@ -6,7 +6,7 @@ Docs: https://ssl-learn.github.io/ssl_learn/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #a4492163
 from __future__ import annotations
-import os, errno, json, math, numbers, random, platform, subprocess, tempfile, time, resource, warnings
+import os, errno, functools, json, math, numbers, random, platform, subprocess, tempfile, time, resource, warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 import torch
@@ -87,8 +87,9 @@ def get_tier(name:str|Tier, **overrides) -> Tier:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3          # glibc's mallopt parameters (malloc.h)
 malloc_mmap_threshold = None                            # what tune_malloc last set (None: the C library's own)
 
+@functools.cache
 def _glibc():
-    "glibc as a ctypes library on Linux, or None where the process's C library is another one."
+    "glibc as a ctypes library on Linux, or None where the process's C library is another one (looked up once)."
     import ctypes, sys
     if not sys.platform.startswith('linux'): return None
     try:
