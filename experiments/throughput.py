@@ -16,7 +16,9 @@ For each method, in a fresh process (so that the peak memory is its own), on the
   machine whose speed drifts during the run (other tenants, clocks) moves both sides of a ratio alike. The
   `supervised` row is itself measured against a second supervised learner: its ratio shows the method's noise;
 - **a whole epoch** (`--epoch-images` images, the kNN monitor and the checkpoint as `ssl_learn train` runs them):
-  the share of the epoch's wall time spent outside the training steps (data, monitor, checkpoint);
+  the share of the epoch's wall time spent outside the training steps (data, monitor, checkpoint), and within it
+  the method's own pass over the data where it has one (DeepCluster's clustering before each epoch: a forward pass
+  over every training image and k-means; `cluster_seconds`);
 - **peak memory** (the process's resident set; it holds the supervised reference learner too).
 
 Plus the machine's dense float32 matmul ceiling (4096², all threads) for scale. Writes
@@ -132,8 +134,12 @@ if epoch_images:
         learn.add_cbs([EpochClock(), EpochEnd()])
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(1, learn.lr)
         wall, step_s = learn.epoch_end.wall, learn.epoch_clock.step_s
+        # the method's own pass over the data inside the epoch (DeepCluster's clustering), apart from the overhead
+        pass_s = float(getattr(learn.model, 'cluster_seconds', 0.))
         res.update(epoch_images=epoch_images, epoch_seconds=round(wall, 2), epoch_step_seconds=round(step_s, 2),
-                   epoch_outside_share=round(1 - step_s / wall, 3), epoch_images_per_s=round(epoch_images / wall, 1))
+                   epoch_outside_share=round(1 - step_s / wall, 3), epoch_images_per_s=round(epoch_images / wall, 1),
+                   epoch_method_pass_seconds=round(pass_s, 2),
+                   epoch_overhead_share=round(1 - (step_s + pass_s) / wall, 3))
 res['peak_memory_mb'] = round(peak_memory_mb(), 1)
 print('\n@@RESULT ' + json.dumps(res))
 '''
@@ -183,6 +189,8 @@ def table(res) -> str:
         r = rows[m]; sup = reference(rows, r)
         ratio = (f"{r['ratio']:.2f}" if 'ratio' in r else f"{r['gflops'] / sup['gflops']:.2f}" if sup else '-')
         out = f"{100 * r['epoch_outside_share']:.0f}%" if 'epoch_outside_share' in r else '-'
+        if r.get('epoch_method_pass_seconds'):   # say how much of it is the method's own pass (DeepCluster's clustering)
+            out += f" ({100 * r['epoch_method_pass_seconds'] / r['epoch_seconds']:.0f}% its clustering pass)"
         b = bench_outside(tier, m); b = f"{100 * b:.1f}%" if b is not None else '-'
         lines.append(f"| {m} | {r.get('arch_name', '?')} | {r['images_per_s']:.0f} | {r['views_per_s']:.0f} | "
                      f"{r['gflop_per_image']:.3f} | {r['gflops']:.0f} | {ratio} | {out} | {b} | "

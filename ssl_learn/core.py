@@ -17,8 +17,8 @@ warnings.filterwarnings('ignore', message='.*torch.jit.script.*', category=Futur
 # %% auto #0
 __all__ = ['ZOO_EPOCHS', 'TIERS', 'malloc_mmap_threshold', 'malloc_tuned', 'positive_number', 'Tier', 'get_tier', 'tune_malloc',
            'release_free_memory', 'default_device', 'set_seed', 'peak_memory_mb', 'reset_peak_memory', 'bf16_supported',
-           'AutocastForward', 'autocast_forward', 'atomic_save', 'writable_dir', 'os_error_message', 'git_commit',
-           'machine_info', 'provenance']
+           'AutocastForward', 'autocast_forward', 'forward_precision', 'atomic_save', 'writable_dir',
+           'os_error_message', 'git_commit', 'machine_info', 'provenance']
 
 # %% ../nbs/00_core.ipynb #d2c6ab3b
 def positive_number(value, what:str='value', zero_ok:bool=False) -> float:
@@ -193,6 +193,13 @@ def autocast_forward(model:torch.nn.Module, dtype=torch.bfloat16) -> torch.nn.Mo
         raise ValueError(f"autocast_forward: the forward already autocasts to {model.forward.dtype}")
     model.forward = AutocastForward(model, dtype)
     return model
+
+def forward_precision(model:torch.nn.Module) -> str:
+    """'bf16' if `model.forward` autocasts to bfloat16 (`autocast_forward`), else 'fp32': the precision a method's own
+    passes over the data (DeepCluster's clustering, ODC's start) should follow."""
+    f = model.__dict__.get('forward')
+    return 'bf16' if isinstance(f, AutocastForward) and f.dtype == torch.bfloat16 else 'fp32'
+
 
 # %% ../nbs/00_core.ipynb #8f3a5c58
 def atomic_save(obj, path):

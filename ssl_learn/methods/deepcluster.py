@@ -13,6 +13,7 @@ from fastai.metrics import accuracy
 from ..method import SSLModel, MethodCallback, register_method
 from ..augment import view_preset, to_float
 from ..models import LinearHead, ResNet
+from ..core import forward_precision
 from ..features import extract_features
 from ..losses import weighted_cross_entropy
 from ..distributed import unwrap, sharded_map, broadcast_module_
@@ -53,14 +54,14 @@ class DeepCluster(SSLModel):
         return None if (self.labels < 0).any() else self.labels
 
     @torch.no_grad()
-    def cluster(self, x:torch.Tensor, seed:int=0, bs:int=512, device=None) -> dict:
+    def cluster(self, x:torch.Tensor, seed:int=0, bs:int=512, device=None, precision:str='fp32') -> dict:
         """Cluster the uint8 images `x` (all training images): features → PCA-whitening → L2 → k-means; store labels,
-        re-init the head."""
+        re-init the head. `precision`: the extraction's ('bf16' when the training runs in bfloat16)."""
         if len(x) != len(self.labels):
             raise ValueError(f"DeepCluster.cluster: {len(x)} images, but the model was built for {len(self.labels)}")
         t0 = time.time()
         # under DDP each rank extracts a shard and all gather: every rank clusters the same features identically
-        f = sharded_map(lambda xs: extract_features(self.backbone, xs, bs, device), x)
+        f = sharded_map(lambda xs: extract_features(self.backbone, xs, bs, device, precision=precision), x)
         fp, pca = preprocess_features(f, self.pca_dim)
         r = kmeans(fp, self.k, self.niter, seed)
         dev = self.labels.device
@@ -70,7 +71,8 @@ class DeepCluster(SSLModel):
         nn.init.normal_(self.head.weight, 0, 0.01); nn.init.zeros_(self.head.bias)      # the ids changed: a fresh head
         broadcast_module_(self.head)                                                   # drawn per rank: rank 0's
         self.cluster_seconds.fill_(time.time() - t0)
-        return dict(cluster_stats(r['labels'], self.k), inertia=r['inertia'], seconds=time.time() - t0)
+        return dict(cluster_stats(r['labels'], self.k), inertia=r['inertia'], seconds=time.time() - t0,
+                    precision=precision)
 
     @torch.no_grad()
     def assign(self, x:torch.Tensor) -> torch.Tensor:
@@ -95,7 +97,8 @@ class DeepClusterCallback(MethodCallback):
         if self.head_mom is not None and self.learn.opt is not None: self.learn.opt.hypers[0]['mom'] = self.head_mom
     def before_train(self):
         m, dl = unwrap(self.learn.model), self.dls.train
-        self.stats = m.cluster(dl.x, seed=self.seed * 1000 + self.epoch, bs=self.extract_bs, device=self.dls.device)
+        self.stats = m.cluster(dl.x, seed=self.seed * 1000 + self.epoch, bs=self.extract_bs, device=self.dls.device,
+                               precision=forward_precision(m))   # extract in the training's precision
         # no momentum carried into the new head; fastai's flags (`do_wd=False` on the bias) stay
         if self.learn.opt is not None:
             st = self.learn.opt.state

@@ -12,6 +12,7 @@ from fastai.metrics import accuracy
 from ..method import SSLModel, MethodCallback, register_method
 from ..augment import view_preset, to_float
 from ..memory import MemoryBank
+from ..core import forward_precision
 from ..features import extract_features
 from ..cluster import kmeans, auto_k, check_k, cluster_weights, cluster_stats, ClusterNMI, ValueOf
 from ..models import LinearHead
@@ -139,17 +140,18 @@ class ODC(SSLModel):
     def pseudo_labels(self): return self.memory.labels if bool(self.initialized) else None
 
     @torch.no_grad()
-    def initialize(self, x:torch.Tensor, seed:int=0, bs:int=512, device=None) -> dict:
+    def initialize(self, x:torch.Tensor, seed:int=0, bs:int=512, device=None, precision:str='fp32') -> dict:
         """ODC's start: neck features of all images `x` (eval mode), L2-normalised, k-means (no PCA) → bank, labels,
-        centroids."""
-        f = extract_features(nn.Sequential(self.backbone, self.neck), x, bs, device)
+        centroids.
+        `precision`: the extraction's ('bf16' when the training runs in bfloat16)."""
+        f = extract_features(nn.Sequential(self.backbone, self.neck), x, bs, device, precision=precision)
         f = F.normalize(f.float(), dim=1)
         r = kmeans(f, self.k, niter=20, seed=seed)
         self.memory.init(f.to(self.memory.bank.device), r['labels'].to(self.memory.bank.device))
         self.memory.repair(self.min_cluster, seed)          # the original asserts no empty cluster; we repair instead
         self.class_weight.copy_(cluster_weights(self.memory.labels, self.k))
         self.initialized.fill_(True)
-        return dict(cluster_stats(self.memory.labels, self.k), inertia=r['inertia'])
+        return dict(cluster_stats(self.memory.labels, self.k), inertia=r['inertia'], precision=precision)
 
     @torch.no_grad()
     def on_step(self, progress:float):
@@ -179,7 +181,8 @@ class ODCCallback(MethodCallback):
         m, dl = unwrap(self.learn.model), self.dls.train
         if len(dl.x) != len(m.memory):
             raise ValueError(f"ODC: {len(dl.x)} training images but a memory of {len(m.memory)}")
-        if not bool(m.initialized): self.init_stats = m.initialize(dl.x, self.seed, self.extract_bs, self.dls.device)
+        if not bool(m.initialized): self.init_stats = m.initialize(dl.x, self.seed, self.extract_bs, self.dls.device,
+                                                                 forward_precision(m))
         if self.replace: dl.sampler = lambda n: shared_randint(n, (n,))     # the same draw on every rank
     def make_views(self, x, idx, training:bool=True):
         m = unwrap(self.learn.model)
