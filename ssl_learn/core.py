@@ -89,20 +89,25 @@ malloc_mmap_threshold = None                            # what tune_malloc last 
 
 @functools.cache
 def _glibc():
-    "glibc as a ctypes library on Linux, or None where the process's C library is another one (looked up once)."
+    """glibc as a ctypes library on Linux, or None where the process's C library is another one, or where another
+    allocator serves `malloc` (an `LD_PRELOAD`ed jemalloc or tcmalloc: glibc's settings would not reach it). Looked up
+    once."""
     import ctypes, sys
     if not sys.platform.startswith('linux'): return None
     try:
         libc = ctypes.CDLL(None); libc.gnu_get_libc_version; libc.mallopt; libc.malloc_trim
-        return libc
+        addr = lambda f: ctypes.cast(f, ctypes.c_void_p).value
+        # the process-wide `malloc` against glibc's own: they differ when a preloaded library replaces it
+        return libc if addr(libc.malloc) == addr(ctypes.CDLL('libc.so.6').malloc) else None
     except (OSError, AttributeError, TypeError): return None
 
 def tune_malloc(mmap_threshold:int=1 << 30, trim_threshold:int=1 << 30) -> bool:
     """Let glibc's malloc serve blocks below `mmap_threshold` bytes from its heap and keep up to `trim_threshold`
     freed bytes there, so large per-step tensors reuse memory instead of mapping (page-faulting, zeroing) fresh pages
     every step. Both in bytes, below 2**31 (C ints). Older glibc refuses an mmap threshold above 32 MiB: it then gets
-    32 MiB (`malloc_mmap_threshold` says which). True if applied; False without glibc (not Linux, musl) or when
-    `SSL_LEARN_MALLOC` is `default` (or `off`, `0`, `no`)."""
+    32 MiB (`malloc_mmap_threshold` says which). True if applied; False without glibc (not Linux, musl), where
+    another allocator serves `malloc` (jemalloc, tcmalloc), or when `SSL_LEARN_MALLOC` is `default` (or `off`, `0`,
+    `no`)."""
     global malloc_mmap_threshold
     for v, what in ((mmap_threshold, 'mmap_threshold'), (trim_threshold, 'trim_threshold')):
         if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 0 < v < 2**31:
@@ -118,7 +123,9 @@ def tune_malloc(mmap_threshold:int=1 << 30, trim_threshold:int=1 << 30) -> bool:
 def release_free_memory() -> bool:
     "Hand the heap's free memory back to the system (glibc's `malloc_trim`); False where there is no glibc."
     libc = _glibc()
-    return libc is not None and (libc.malloc_trim(0) or True)
+    if libc is None: return False
+    libc.malloc_trim(0)                       # its result says whether memory went back, not whether it ran
+    return True
 
 malloc_tuned = tune_malloc()   # once, at import: see the note above
 

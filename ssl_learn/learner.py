@@ -403,7 +403,7 @@ def _train(method, data, tier, out, resume, seed, device, monitor, lr, method_kw
         summary = dict(meta, seconds=secs, seconds_this_call=round(time.time() - t0, 1), history=hist,
                        random_init_monitor=rim, backbone=str(out/'backbone.pth'), config=config,
                        monitor_precision=KNNMonitor(bank, query, k).precision if monitor else None,
-                       world_size=get_world_size())
+                       world_size=get_world_size(), compiled=bool(compile))   # compile changes speed, not the model
         atomic_save(summary, out/'train.json')
         barrier()
         return summary
