@@ -2,9 +2,9 @@
 
 A learner trained with `precision='bf16'` now extracts DeepCluster's (and ODC's initial) clustering features in
 bfloat16 too (`core.forward_precision`). For a randomly initialised backbone (what DeepCluster's first epoch
-clusters) and the kept zoo DeepCluster backbone, on the zoo tier's pre-training images, this extracts the features
-in float32 and in bfloat16 (timed, alternating), PCA-whitens them to 64 dimensions and runs k-means (k=100, 20
-iterations) as `DeepCluster.cluster` does, and compares:
+clusters) and the kept zoo DeepCluster backbone, on the zoo tier's pre-training images, this times the feature
+extraction in float32 and in bfloat16 (alternating), clusters the images with `DeepCluster.cluster` itself (the zoo
+tier's DeepCluster: PCA-whitening to 64 dimensions, k-means with k=100, 20 iterations) from each, and compares:
 - NMI between the float32 and the bfloat16 clustering with the same k-means seed;
 - NMI between two float32 clusterings with different seeds (how much k-means itself moves: the yardstick);
 - each clustering's NMI with the true classes.
@@ -23,6 +23,7 @@ def main():
     ap.add_argument('--out', default='results/foundation/cluster_bf16.json')
     ap.add_argument('--lock', default='/tmp/ssl_cpu.lock', help='held for the whole run (one heavy job at a time)')
     a = ap.parse_args()
+    if a.repeats < 1: ap.error('--repeats must be at least 1')
     with open(a.lock, 'w') as lk:
         fcntl.flock(lk, fcntl.LOCK_EX)
         run(a)
@@ -32,9 +33,9 @@ def run(a):
     from ssl_learn.core import bf16_supported, provenance, set_seed
     from ssl_learn.data import prepare_data
     from ssl_learn.models import load_backbone, make_backbone
-    from ssl_learn.method import method_tier
+    from ssl_learn.method import method_tier, get_method
     from ssl_learn.features import extract_features
-    from ssl_learn.cluster import preprocess_features, kmeans, nmi
+    from ssl_learn.cluster import nmi
     if not bf16_supported(): raise SystemExit('this CPU has no bfloat16 hardware: nothing to compare')
     tier = method_tier('deepcluster', 'zoo')
     pre, *_ = prepare_data('fmnist', tier)
@@ -48,10 +49,10 @@ def run(a):
             for p in (('fp32', 'bf16') if r % 2 == 0 else ('bf16', 'fp32')):
                 t = time.perf_counter(); feats[p] = extract_features(bb, pre.x, 512, 'cpu', precision=p)
                 secs[p].append(time.perf_counter() - t)
+        model, _ = get_method('deepcluster')['builder'](backbone=bb, size=pre.shape[-1], tier=tier, data=pre)
         lab = {}
-        for p, seed in (('fp32', 0), ('bf16', 0), ('fp32', 1)):
-            fp, _ = preprocess_features(feats[p], 64)
-            lab[p, seed] = kmeans(fp, 100, 20, seed)['labels']
+        for p, seed in (('fp32', 0), ('bf16', 0), ('fp32', 1)):   # DeepCluster's own pass: PCA, L2, k-means
+            model.cluster(pre.x, seed=seed, device='cpu', precision=p); lab[p, seed] = model.labels.clone()
         rows[name] = dict(
             nmi_fp32_bf16_same_seed=round(nmi(lab['fp32', 0], lab['bf16', 0]), 4),
             nmi_fp32_two_seeds=round(nmi(lab['fp32', 0], lab['fp32', 1]), 4),
@@ -60,7 +61,8 @@ def run(a):
             seconds={p: round(statistics.median(s), 2) for p, s in secs.items()},
             speedup=round(statistics.median(secs['fp32']) / statistics.median(secs['bf16']), 2))
         print(name, rows[name], flush=True)
-    res = dict(settings=dict(tier='zoo', images=len(pre), pca_dim=64, k=100, niter=20, repeats=a.repeats,
+    res = dict(settings=dict(tier='zoo', images=len(pre), pca_dim=model.pca_dim, k=model.k, niter=model.niter,
+                             repeats=a.repeats,
                              threads=torch.get_num_threads(), backbone=a.backbone),
                rows=rows, seconds=round(time.time() - t0, 1), **provenance())
     out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True)

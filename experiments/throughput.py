@@ -18,7 +18,8 @@ For each method, in a fresh process (so that the peak memory is its own), on the
 - **a whole epoch** (`--epoch-images` images, the kNN monitor and the checkpoint as `ssl_learn train` runs them):
   the share of the epoch's wall time spent outside the training steps (data, monitor, checkpoint), and within it
   the method's own pass over the data where it has one (DeepCluster's clustering before each epoch: a forward pass
-  over every training image and k-means; `cluster_seconds`);
+  over every training image and k-means; `cluster_seconds`). ODC's one-off initial clustering runs before the first
+  epoch (`before_fit`) and is in neither figure;
 - **peak memory** (the process's resident set; it holds the supervised reference learner too).
 
 Plus the machine's dense float32 matmul ceiling (4096², all threads) for scale. Writes

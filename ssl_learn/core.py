@@ -6,7 +6,7 @@ Docs: https://ssl-learn.github.io/ssl_learn/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #a4492163
 from __future__ import annotations
-import os, errno, functools, json, math, numbers, random, platform, subprocess, tempfile, time, resource, warnings
+import ctypes, os, errno, functools, json, math, numbers, random, platform, subprocess, tempfile, time, resource, warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 import torch
@@ -87,18 +87,30 @@ def get_tier(name:str|Tier, **overrides) -> Tier:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3          # glibc's mallopt parameters (malloc.h)
 malloc_mmap_threshold = None                            # what tune_malloc last set (None: the C library's own)
 
+class _DlInfo(ctypes.Structure):   # glibc's Dl_info
+    _fields_ = [('fname', ctypes.c_char_p), ('fbase', ctypes.c_void_p), ('sname', ctypes.c_char_p),
+                ('saddr', ctypes.c_void_p)]
+
+def _object_of(libc, fn) -> str:
+    "The file of the loaded object that defines the C function `fn` (glibc's `dladdr`), or '' if it cannot tell."
+    dladdr, info = getattr(libc, 'dladdr', None), _DlInfo()
+    if dladdr is None or not dladdr(ctypes.cast(fn, ctypes.c_void_p), ctypes.byref(info)) or not info.fname: return ''
+    return os.path.realpath(info.fname.decode())
+
 @functools.cache
 def _glibc():
     """glibc as a ctypes library on Linux, or None where the process's C library is another one, or where another
     allocator serves `malloc` (an `LD_PRELOAD`ed jemalloc or tcmalloc: glibc's settings would not reach it). Looked up
     once."""
-    import ctypes, sys
+    import sys
     if not sys.platform.startswith('linux'): return None
     try:
         libc = ctypes.CDLL(None); libc.gnu_get_libc_version; libc.mallopt; libc.malloc_trim
         addr = lambda f: ctypes.cast(f, ctypes.c_void_p).value
-        # the process-wide `malloc` against glibc's own: they differ when a preloaded library replaces it
-        return libc if addr(libc.malloc) == addr(ctypes.CDLL('libc.so.6').malloc) else None
+        # the process-wide `malloc` against glibc's own: they differ when a preloaded library replaces it, or when a
+        # non-PIE executable takes malloc's address (the name then resolves to its PLT entry, still glibc's malloc)
+        if addr(libc.malloc) == addr(ctypes.CDLL('libc.so.6').malloc): return libc
+        return libc if _object_of(libc, libc.malloc) == os.path.realpath(sys.executable) else None
     except (OSError, AttributeError, TypeError): return None
 
 def tune_malloc(mmap_threshold:int=1 << 30, trim_threshold:int=1 << 30) -> bool:
@@ -121,7 +133,8 @@ def tune_malloc(mmap_threshold:int=1 << 30, trim_threshold:int=1 << 30) -> bool:
     return bool(libc.mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)))
 
 def release_free_memory() -> bool:
-    "Hand the heap's free memory back to the system (glibc's `malloc_trim`); False where there is no glibc."
+    """Hand the heap's free memory back to the system (glibc's `malloc_trim`); False where there is no glibc, or where
+    another allocator serves `malloc`."""
     libc = _glibc()
     if libc is None: return False
     libc.malloc_trim(0)                       # its result says whether memory went back, not whether it ran
@@ -203,10 +216,10 @@ def autocast_forward(model:torch.nn.Module, dtype=torch.bfloat16) -> torch.nn.Mo
 
 def forward_precision(model:torch.nn.Module) -> str:
     """'bf16' if `model.forward` autocasts to bfloat16 (`autocast_forward`), else 'fp32': the precision a method's own
-    passes over the data (DeepCluster's clustering, ODC's start) should follow."""
+    passes over the data (DeepCluster's clustering, ODC's start) should follow. Pass the model itself, not a DDP or
+    compiled wrapper of it (`distributed.unwrap`)."""
     f = model.__dict__.get('forward')
     return 'bf16' if isinstance(f, AutocastForward) and f.dtype == torch.bfloat16 else 'fp32'
-
 
 # %% ../nbs/00_core.ipynb #8f3a5c58
 def atomic_save(obj, path):

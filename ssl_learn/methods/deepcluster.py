@@ -56,7 +56,8 @@ class DeepCluster(SSLModel):
     @torch.no_grad()
     def cluster(self, x:torch.Tensor, seed:int=0, bs:int=512, device=None, precision:str='fp32') -> dict:
         """Cluster the uint8 images `x` (all training images): features → PCA-whitening → L2 → k-means; store labels,
-        re-init the head. `precision`: the extraction's ('bf16' when the training runs in bfloat16)."""
+        re-init the head.
+        `precision`: `extract_features`'s ('bf16' when the training runs in bfloat16), as the stats record it."""
         if len(x) != len(self.labels):
             raise ValueError(f"DeepCluster.cluster: {len(x)} images, but the model was built for {len(self.labels)}")
         t0 = time.time()

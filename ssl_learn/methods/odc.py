@@ -143,7 +143,7 @@ class ODC(SSLModel):
     def initialize(self, x:torch.Tensor, seed:int=0, bs:int=512, device=None, precision:str='fp32') -> dict:
         """ODC's start: neck features of all images `x` (eval mode), L2-normalised, k-means (no PCA) → bank, labels,
         centroids.
-        `precision`: the extraction's ('bf16' when the training runs in bfloat16)."""
+        `precision`: `extract_features`'s ('bf16' when the training runs in bfloat16), as the stats record it."""
         f = extract_features(nn.Sequential(self.backbone, self.neck), x, bs, device, precision=precision)
         f = F.normalize(f.float(), dim=1)
         r = kmeans(f, self.k, niter=20, seed=seed)
