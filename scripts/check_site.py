@@ -134,6 +134,10 @@ def check(site, shots, chromium=None, method_page='methods.rotation.html'):
         if r['status'] != 200: probs.insert(0, f"HTTP {r['status']}")
         if probs: report['failures'].append(dict(page=rel, problems=probs))
         r.pop('internal_links')
+    b = site/'build.json'          # the build's own record: a notebook nbdev could not process lacks its API entries
+    for n in (json.loads(b.read_text()).get('proc_failed', []) if b.exists() else []):
+        report['failures'].append(dict(page=n, problems=['nbdev processing failed: the page fell back to the saved '
+                                                         'notebook, without its generated API reference (build.json)']))
     report['seconds'] = round(time.time() - t0, 1)
     (site/'check.json').write_text(json.dumps(report, indent=2))
     (Path(shots)/'explorers.json').write_text(json.dumps(dict(site=str(site), pages=report['explorers'],
