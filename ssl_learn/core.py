@@ -17,7 +17,7 @@ warnings.filterwarnings('ignore', message='.*torch.jit.script.*', category=Futur
 # %% auto #0
 __all__ = ['ZOO_EPOCHS', 'TIERS', 'malloc_mmap_threshold', 'malloc_tuned', 'positive_number', 'Tier', 'get_tier', 'tune_malloc',
            'release_free_memory', 'default_device', 'set_seed', 'peak_memory_mb', 'reset_peak_memory', 'bf16_supported',
-           'AutocastForward', 'autocast_forward', 'forward_precision', 'atomic_save', 'writable_dir',
+           'AutocastForward', 'autocast_forward', 'forward_precision', 'matmul_nt', 'atomic_save', 'writable_dir',
            'os_error_message', 'git_commit', 'machine_info', 'provenance']
 
 # %% ../nbs/00_core.ipynb #d2c6ab3b
@@ -220,6 +220,20 @@ def forward_precision(model:torch.nn.Module) -> str:
     compiled wrapper of it (`distributed.unwrap`)."""
     f = model.__dict__.get('forward')
     return 'bf16' if isinstance(f, AutocastForward) and f.dtype == torch.bfloat16 else 'fp32'
+
+# %% ../nbs/00_core.ipynb #e3b3a43a
+def matmul_nt(a:torch.Tensor, b:torch.Tensor) -> torch.Tensor:
+    """`a @ b.T` for `a` (M×K) and `b` (N×K): on the CPU in float32 as a 1×1 convolution through oneDNN, which runs
+    faster than the BLAS where MKL takes a slow path (AMD CPUs); elsewhere, or for other shapes and dtypes, `a @ b.T`.
+    No autograd rule of its own: call it on tensors that do not need one (inside a custom backward)."""
+    if (a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.device.type != 'cpu' or b.device.type != 'cpu'
+            or a.dtype != torch.float32 or b.dtype != torch.float32 or not a.numel() or not b.numel()
+            or not torch.backends.mkldnn.is_available()):
+        return a @ b.t()
+    (M, K), N = a.shape, b.shape[0]
+    x = a.contiguous().view(1, M, 1, K).permute(0, 3, 1, 2)          # 1 image, K channels, M×1 pixels, channels-last
+    y = torch.nn.functional.conv2d(x, b.contiguous().view(N, K, 1, 1))
+    return y.permute(0, 2, 3, 1).reshape(M, N)                       # channels-last out: a view, M×N row-major
 
 # %% ../nbs/00_core.ipynb #8f3a5c58
 def atomic_save(obj, path):

@@ -7,6 +7,7 @@ Docs: https://ssl-learn.github.io/ssl_learn/losses.html.md"""
 # %% ../nbs/06_losses.ipynb #759f6559
 from __future__ import annotations
 import torch, torch.nn.functional as F
+from .core import matmul_nt
 from .distributed import all_reduce, get_world_size
 
 # %% auto #0
@@ -18,10 +19,10 @@ __all__ = ['NegLogSumExp', 'neg_logsumexp', 'info_nce', 'nt_xent', 'normalized_m
 class NegLogSumExp(torch.autograd.Function):
     """`logsumexp(q @ n.T, dim=1)` (float32) whose N×K logits are turned into the softmax in place and kept for the
     backward: one N×K buffer, no recomputation, no separate subtract/exp/multiply passes (first-order gradients
-    only)."""
+    only). Its two large products go through `matmul_nt` (oneDNN on the CPU)."""
     @staticmethod
     def forward(ctx, q, n):
-        x = (q @ n.t()).float()
+        x = matmul_nt(q.float(), n.float())
         m = x.amax(1, keepdim=True)
         x.sub_(m).exp_()
         s = x.sum(1, keepdim=True)
@@ -31,7 +32,7 @@ class NegLogSumExp(torch.autograd.Function):
     def backward(ctx, g):
         p, q, n = ctx.saved_tensors
         p = p.mul_(g[:, None])                    # used once: scaled in place
-        gq = (p @ n.float()).to(q.dtype) if ctx.needs_input_grad[0] else None
+        gq = matmul_nt(p, n.float().t()).to(q.dtype) if ctx.needs_input_grad[0] else None
         gn = (p.t() @ q.float()).to(n.dtype) if ctx.needs_input_grad[1] else None
         return gq, gn
 

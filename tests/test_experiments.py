@@ -9,7 +9,7 @@ NAMES = ['compare_lightly', 'compare_lightly_mae', 'simclr_aug_ablation', 'simcl
          'bench_foundation', 'bench_kmeans', 'bench_knn_search', 'throughput', 'profile_step', 'ddp_equality',
          'ddp_torchrun', 'gpu_check', 'dense_cpu_throughput', 'dense_cpu_timing', 'tier_study', 'widget_state_sizes',
          'omp_wait_policy', 'fused_group_bn', 'dense_settings', 'relative_loc_scale', 'swav_recipe',
-         'grouped_bn_layout', 'bf16_cpu', 'monitor_bf16', 'malloc_tuning', 'compile_cpu', 'cluster_bf16']
+         'grouped_bn_layout', 'bf16_cpu', 'monitor_bf16', 'malloc_tuning', 'compile_cpu', 'cluster_bf16', 'onednn_matmul']
 
 
 def test_the_experiments_are_all_listed():
