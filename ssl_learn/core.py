@@ -221,7 +221,7 @@ def forward_precision(model:torch.nn.Module) -> str:
     f = model.__dict__.get('forward')
     return 'bf16' if isinstance(f, AutocastForward) and f.dtype == torch.bfloat16 else 'fp32'
 
-# %% ../nbs/00_core.ipynb #e3b3a43a
+# %% ../nbs/00_core.ipynb #990d4abf
 def matmul_nt(a:torch.Tensor, b:torch.Tensor) -> torch.Tensor:
     """`a @ b.T` for `a` (M×K) and `b` (N×K): on the CPU in float32 as a 1×1 convolution through oneDNN, which runs
     faster than the BLAS where MKL takes a slow path (AMD CPUs); elsewhere, or for other shapes and dtypes, `a @ b.T`.
