@@ -10,7 +10,7 @@ float32 with all threads:
 Windows alternate between the two and the median of `--repeats` is reported.
 
 Usage (from the repository root):
-  python -m experiments.onednn_matmul [--repeats 9] [--out results/foundation/onednn_matmul.json] [--lock /tmp/ssl_cpu.lock]
+  python -m experiments.onednn_matmul [--repeats 9] [--threads N] [--out results/foundation/onednn_matmul.json] [--lock /tmp/ssl_cpu.lock]
 Writes the JSON (every figure, provenance) and a Markdown table beside it.
 """
 import argparse, fcntl, json, statistics, time
@@ -30,6 +30,7 @@ SHAPES = [  # (M, K, N, what)
 def main():
     ap = argparse.ArgumentParser(prog='python -m experiments.onednn_matmul', description=__doc__.split('\n')[0])
     ap.add_argument('--repeats', type=int, default=9)
+    ap.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
     ap.add_argument('--out', default='results/foundation/onednn_matmul.json')
     ap.add_argument('--lock', default='/tmp/ssl_cpu.lock', help='held for the whole run (one heavy job at a time)')
     a = ap.parse_args()
@@ -42,6 +43,7 @@ def main():
 def run(a):
     import torch, torch.nn.functional as F
     from ssl_learn.core import matmul_nt, provenance
+    if a.threads: torch.set_num_threads(a.threads)
 
     def conv_linear(x, w):   # F.linear(x, w) as a 1×1 convolution, under autograd
         M, K = x.shape

@@ -228,10 +228,14 @@ def matmul_nt(a:torch.Tensor, b:torch.Tensor) -> torch.Tensor:
     No autograd rule of its own: call it on tensors that do not need one (inside a custom backward)."""
     if (a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.device.type != 'cpu' or b.device.type != 'cpu'
             or a.dtype != torch.float32 or b.dtype != torch.float32 or not a.numel() or not b.numel()
-            or not torch.backends.mkldnn.is_available()):
+            or not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)):
         return a @ b.t()
     (M, K), N = a.shape, b.shape[0]
-    x = a.contiguous().view(1, M, 1, K).permute(0, 3, 1, 2)          # 1 image, K channels, M×1 pixels, channels-last
+    # torch sends a 1×1 convolution to oneDNN when it has more than one thread or a batch of 16 or more images (else
+    # its own slower kernel): the M rows become 16 images of M/16 pixels where they divide, one image otherwise
+    B = 16 if M % 16 == 0 else 1
+    if B == 1 and torch.get_num_threads() == 1: return a @ b.t()
+    x = a.contiguous().view(B, M // B, 1, K).permute(0, 3, 1, 2)     # B images, K channels, M/B×1 pixels, channels-last
     y = torch.nn.functional.conv2d(x, b.contiguous().view(N, K, 1, 1))
     return y.permute(0, 2, 3, 1).reshape(M, N)                       # channels-last out: a view, M×N row-major
 

@@ -22,7 +22,7 @@ class NegLogSumExp(torch.autograd.Function):
     only). Its two large products go through `matmul_nt` (oneDNN on the CPU)."""
     @staticmethod
     def forward(ctx, q, n):
-        x = matmul_nt(q.float(), n.float())
+        x = matmul_nt(q.float(), n.float()).float()   # float32 logits, also where autocast lowered the product
         m = x.amax(1, keepdim=True)
         x.sub_(m).exp_()
         s = x.sum(1, keepdim=True)

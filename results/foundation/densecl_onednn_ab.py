@@ -1,6 +1,6 @@
 """DenseCL's training step at a tier with NegLogSumExp's products through oneDNN (core.matmul_nt, the library's) and
-through the BLAS (`a @ b.T`), in one process, windows of steps alternating A B A B ..., medians and the ratio per
-adjacent pair. Run from the repository root: python results/foundation/densecl_onednn_ab.py [tier] [windows] [steps]"""
+through the BLAS (`a @ b.T`), in one process, windows of steps alternating A B A B ..., each side's median and
+the ratio of the medians. Run from the repository root: python results/foundation/densecl_onednn_ab.py [tier] [windows] [steps]"""
 import sys, time, statistics, torch
 from fastai.callback.core import Callback, CancelFitException
 import ssl_learn.losses as L

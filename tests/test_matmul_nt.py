@@ -1,0 +1,29 @@
+"""core.matmul_nt reaches oneDNN (aten::mkldnn_convolution), not torch's own slow 1×1 convolution, at one thread and at
+two: torch sends a batch-1 1×1 convolution to oneDNN only with more than one thread, so a single-threaded run (the
+test suite's, OMP_NUM_THREADS=1) would otherwise take a path slower than the BLAS."""
+import os, subprocess, sys
+import pytest
+
+CODE = r'''
+import sys, torch
+from torch.profiler import profile
+from ssl_learn.core import matmul_nt
+torch.set_num_threads(int(sys.argv[1]))
+M = int(sys.argv[2])
+a, b = torch.randn(M, 64), torch.randn(96, 64)
+with profile() as p: y = matmul_nt(a, b)
+names = {e.name for e in p.events()}
+torch.testing.assert_close(y, a @ b.t(), rtol=1e-5, atol=1e-4)
+print('ROUTE', 'onednn' if 'aten::mkldnn_convolution' in names else 'slow_conv' if any('conv' in n for n in names) else 'blas')
+'''
+
+
+@pytest.mark.skipif(not __import__('torch').backends.mkldnn.is_available(), reason='torch without oneDNN')
+@pytest.mark.parametrize('threads,rows,route', [(1, 4096, 'onednn'), (2, 4096, 'onednn'), (2, 4097, 'onednn'),
+                                                (1, 4097, 'blas')])
+def test_route(threads, rows, route):
+    env = dict(os.environ, PYTHONWARNINGS='ignore')
+    r = subprocess.run([sys.executable, '-c', CODE, str(threads), str(rows)], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f'ROUTE {route}' in r.stdout, r.stdout[-500:]
