@@ -2,7 +2,7 @@
 `ssl_learn.core.matmul_nt` takes.
 
 For each shape M×K @ K×N (the queue losses' products, a ViT block's linear layers, a square product) this times, in
-float32 with all threads:
+float32 (all threads, or `--threads`):
 - the product alone: `a @ b.T` (the BLAS) and `matmul_nt(a, b)` (oneDNN), GFLOP/s and the largest relative
   difference between the two;
 - a linear layer's forward and backward with autograd: `F.linear` against the same 1×1 convolution under autograd
@@ -45,9 +45,9 @@ def run(a):
     from ssl_learn.core import matmul_nt, provenance
     if a.threads: torch.set_num_threads(a.threads)
 
-    def conv_linear(x, w):   # F.linear(x, w) as a 1×1 convolution, under autograd
-        M, K = x.shape
-        y = F.conv2d(x.view(1, M, 1, K).permute(0, 3, 1, 2), w.view(w.shape[0], K, 1, 1))
+    def conv_linear(x, w):   # F.linear(x, w) as a 1×1 convolution under autograd, laid out as matmul_nt lays it out
+        (M, K), B = x.shape, 16 if x.shape[0] % 16 == 0 else 1
+        y = F.conv2d(x.view(B, M // B, 1, K).permute(0, 3, 1, 2), w.view(w.shape[0], K, 1, 1))
         return y.permute(0, 2, 3, 1).reshape(M, w.shape[0])
 
     def timed(fns, repeats):
