@@ -1,4 +1,6 @@
-"""DenseCL's cpu-tier step in parts, in one process (random 28-px images, the queues as built, 2 threads): the two encoders' forward, the loss terms, the global and dense InfoNCE, the matching, and forward + loss + backward; medians of 7 (5) repeats, ms.
+"""DenseCL's cpu-tier step in parts, in one process (random 28-px images, the queues as built, 2 threads): the two
+encoders' forward, the loss terms, the global and dense InfoNCE, the matching, and forward + loss + backward;
+medians of 7 (5) repeats, ms.
 
 Usage (repository root): python results/foundation/densecl_step_parts.py"""
 import torch, time

@@ -1,4 +1,6 @@
-"""NegLogSumExp computed in row blocks (each block's logits, max, exp and sum while it is in cache) against the library's one-buffer version: correctness (largest output difference, largest gradient difference relative to the largest entry) and the median ms of forward + backward, two rounds.
+"""NegLogSumExp computed in row blocks (each block's logits, max, exp and sum while it is in cache) against the
+library's one-buffer version: correctness (largest output difference, largest gradient difference relative to the
+largest entry) and the median ms of forward + backward, two rounds.
 
 Usage (repository root): python results/foundation/dropped/neglogsumexp_chunked.py N K [repeats]   (D = 128)"""
 import torch, time, sys
