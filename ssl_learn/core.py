@@ -17,8 +17,8 @@ warnings.filterwarnings('ignore', message='.*torch.jit.script.*', category=Futur
 # %% auto #0
 __all__ = ['ZOO_EPOCHS', 'TIERS', 'malloc_mmap_threshold', 'malloc_tuned', 'positive_number', 'Tier', 'get_tier', 'tune_malloc',
            'release_free_memory', 'default_device', 'set_seed', 'peak_memory_mb', 'reset_peak_memory', 'bf16_supported',
-           'AutocastForward', 'autocast_forward', 'forward_precision', 'matmul_nt', 'atomic_save', 'writable_dir',
-           'os_error_message', 'git_commit', 'machine_info', 'provenance']
+           'AutocastForward', 'autocast_forward', 'forward_precision', 'matmul_nt', 'linear', 'Linear', 'atomic_save',
+           'writable_dir', 'os_error_message', 'git_commit', 'machine_info', 'provenance']
 
 # %% ../nbs/00_core.ipynb #d2c6ab3b
 def positive_number(value, what:str='value', zero_ok:bool=False) -> float:
@@ -238,6 +238,27 @@ def matmul_nt(a:torch.Tensor, b:torch.Tensor) -> torch.Tensor:
     x = a.contiguous().view(B, M // B, 1, K).permute(0, 3, 1, 2)     # B images, K channels, M/B×1 pixels, channels-last
     y = torch.nn.functional.conv2d(x, b.contiguous().view(N, K, 1, 1))
     return y.permute(0, 2, 3, 1).reshape(M, N)                       # channels-last out: a view, M×N row-major
+
+# %% ../nbs/00_core.ipynb #8eef28a0
+def linear(x:torch.Tensor, weight:torch.Tensor, bias:torch.Tensor|None=None) -> torch.Tensor:
+    """`F.linear(x, weight, bias)` for `x` (…×K): on the CPU in float32 a 1×1 convolution under autograd, so oneDNN
+    runs the forward and the backward; elsewhere, under autocast, or for other dtypes, `F.linear`."""
+    F = torch.nn.functional
+    if (x.device.type != 'cpu' or x.dtype != torch.float32 or weight.dtype != torch.float32 or weight.ndim != 2
+            or x.ndim == 0 or x.shape[-1] != weight.shape[1] or not x.numel() or not weight.numel()
+            or (bias is not None and bias.dtype != torch.float32) or torch.is_autocast_enabled('cpu')
+            or not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)):
+        return F.linear(x, weight, bias)
+    (N, K), M = weight.shape, x.numel() // weight.shape[1]
+    B = 16 if M % 16 == 0 else 1                   # as in matmul_nt: 16 images where the rows divide
+    if B == 1 and torch.get_num_threads() == 1: return F.linear(x, weight, bias)
+    y = F.conv2d(x.reshape(B, M // B, 1, K).permute(0, 3, 1, 2), weight.reshape(N, K, 1, 1), bias)
+    return y.permute(0, 2, 3, 1).reshape(*x.shape[:-1], N)
+
+class Linear(torch.nn.Linear):
+    "`nn.Linear` computed by `linear` (oneDNN on the CPU in float32): the same parameters, state dict and init."
+    def forward(self, x): return linear(x, self.weight, self.bias)
+
 
 # %% ../nbs/00_core.ipynb #8f3a5c58
 def atomic_save(obj, path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch, torch.nn.functional as F
 from torch import nn
 from .augment import to_float
+from .core import Linear
 
 # %% auto #0
 __all__ = ['POOLS', 'VIT_ARCHS', 'sincos_1d', 'sincos_2d', 'Attention', 'Block', 'init_vit_weights', 'ViT', 'default_patch_size',
@@ -38,7 +39,7 @@ class Attention(nn.Module):
         super().__init__()
         if dim % heads: raise ValueError(f"dim {dim} is not divisible by {heads} heads")
         self.heads = heads
-        self.qkv, self.proj = nn.Linear(dim, 3 * dim, bias=qkv_bias), nn.Linear(dim, dim)
+        self.qkv, self.proj = Linear(dim, 3 * dim, bias=qkv_bias), Linear(dim, dim)
     def forward(self, x):
         B, L, D = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
@@ -56,7 +57,7 @@ class Block(nn.Module):
         super().__init__()
         self.norm1, self.attn = nn.LayerNorm(dim, eps=1e-6), Attention(dim, heads, qkv_bias)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim))
+        self.mlp = nn.Sequential(Linear(dim, int(dim * mlp_ratio)), nn.GELU(), Linear(int(dim * mlp_ratio), dim))
     def forward(self, x):
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))

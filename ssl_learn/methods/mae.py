@@ -13,6 +13,7 @@ from fastai.optimizer import Adam
 from ..method import SSLModel, MethodCallback, register_method
 from ..augment import view_preset, to_float
 from ..vit import ViT, Block, sincos_2d, init_vit_weights
+from ..core import Linear
 from ..distributed import get_world_size, rank_slice, shared_rand
 
 # %% auto #0
@@ -61,11 +62,11 @@ class MAEDecoder(nn.Module):
         super().__init__()
         g = int(round(n_patches ** 0.5))
         if g * g != n_patches: raise ValueError(f"MAEDecoder expects a square patch grid, got {n_patches} patches")
-        self.embed = nn.Linear(enc_dim, dim)
+        self.embed = Linear(enc_dim, dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.register_buffer('pos_embed', sincos_2d(dim, g, g))
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio) for _ in range(depth))
-        self.norm, self.pred = nn.LayerNorm(dim, eps=1e-6), nn.Linear(dim, patch_pixels)
+        self.norm, self.pred = nn.LayerNorm(dim, eps=1e-6), Linear(dim, patch_pixels)
         self.apply(init_vit_weights)
         nn.init.normal_(self.mask_token, std=0.02)
 
