@@ -6,7 +6,7 @@ float32 (all threads, or `--threads`):
 - the product alone: `a @ b.T` (the BLAS) and `matmul_nt(a, b)` (oneDNN), GFLOP/s and the largest relative
   difference between the two;
 - a linear layer's forward and backward with autograd: `F.linear` against the same 1×1 convolution under autograd
-  (what routing every `nn.Linear` through oneDNN would give; not done in the library).
+  (what `core.linear` does for the ViT's layers; `results/foundation/vit_linear_ab.py` times whole steps both ways).
 Windows alternate between the two and the median of `--repeats` is reported.
 
 Usage (from the repository root):
