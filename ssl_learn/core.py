@@ -222,6 +222,13 @@ def forward_precision(model:torch.nn.Module) -> str:
     return 'bf16' if isinstance(f, AutocastForward) and f.dtype == torch.bfloat16 else 'fp32'
 
 # %% ../nbs/00_core.ipynb #990d4abf
+def _onednn_images(M:int, K:int) -> int:
+    """How many images to lay M rows of K channels out as, so that torch sends the 1×1 convolution to oneDNN: 16 where
+    the rows divide, else one image, which torch sends to oneDNN only with more than one thread and more than 20,480
+    input values (below that, or at one thread, its own slower kernel: then 0, meaning use the BLAS)."""
+    if M % 16 == 0: return 16
+    return 1 if torch.get_num_threads() > 1 and M * K > 20480 else 0
+
 def matmul_nt(a:torch.Tensor, b:torch.Tensor) -> torch.Tensor:
     """`a @ b.T` for `a` (M×K) and `b` (N×K): on the CPU in float32 as a 1×1 convolution through oneDNN, which runs
     faster than the BLAS where MKL takes a slow path (AMD CPUs); elsewhere, or for other shapes and dtypes, `a @ b.T`.
@@ -231,10 +238,8 @@ def matmul_nt(a:torch.Tensor, b:torch.Tensor) -> torch.Tensor:
             or not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)):
         return a @ b.t()
     (M, K), N = a.shape, b.shape[0]
-    # torch sends a 1×1 convolution to oneDNN when it has more than one thread or a batch of 16 or more images (else
-    # its own slower kernel): the M rows become 16 images of M/16 pixels where they divide, one image otherwise
-    B = 16 if M % 16 == 0 else 1
-    if B == 1 and torch.get_num_threads() == 1: return a @ b.t()
+    B = _onednn_images(M, K)
+    if not B: return a @ b.t()
     x = a.contiguous().view(B, M // B, 1, K).permute(0, 3, 1, 2)     # B images, K channels, M/B×1 pixels, channels-last
     y = torch.nn.functional.conv2d(x, b.contiguous().view(N, K, 1, 1))
     return y.permute(0, 2, 3, 1).reshape(M, N)                       # channels-last out: a view, M×N row-major
@@ -242,22 +247,24 @@ def matmul_nt(a:torch.Tensor, b:torch.Tensor) -> torch.Tensor:
 # %% ../nbs/00_core.ipynb #8eef28a0
 def linear(x:torch.Tensor, weight:torch.Tensor, bias:torch.Tensor|None=None) -> torch.Tensor:
     """`F.linear(x, weight, bias)` for `x` (…×K): on the CPU in float32 a 1×1 convolution under autograd, so oneDNN
-    runs the forward and the backward; elsewhere, under autocast, or for other dtypes, `F.linear`."""
+    runs the forward and the backward; elsewhere, under autocast or `torch.compile` (inductor picks its own kernels),
+    or for other dtypes, `F.linear`."""
     F = torch.nn.functional
-    if (x.device.type != 'cpu' or x.dtype != torch.float32 or weight.dtype != torch.float32 or weight.ndim != 2
-            or x.ndim == 0 or x.shape[-1] != weight.shape[1] or not x.numel() or not weight.numel()
+    if (torch.compiler.is_compiling() or x.device.type != 'cpu' or x.dtype != torch.float32
+            or weight.dtype != torch.float32 or weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]
+            or not x.numel() or not weight.numel()
             or (bias is not None and bias.dtype != torch.float32) or torch.is_autocast_enabled('cpu')
             or not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)):
         return F.linear(x, weight, bias)
     (N, K), M = weight.shape, x.numel() // weight.shape[1]
-    B = 16 if M % 16 == 0 else 1                   # as in matmul_nt: 16 images where the rows divide
-    if B == 1 and torch.get_num_threads() == 1: return F.linear(x, weight, bias)
+    B = _onednn_images(M, K)
+    if not B: return F.linear(x, weight, bias)
     y = F.conv2d(x.reshape(B, M // B, 1, K).permute(0, 3, 1, 2), weight.reshape(N, K, 1, 1), bias)
     return y.permute(0, 2, 3, 1).reshape(*x.shape[:-1], N)
 
 class Linear(torch.nn.Linear):
     "`nn.Linear` computed by `linear` (oneDNN on the CPU in float32): the same parameters, state dict and init."
-    def forward(self, x): return linear(x, self.weight, self.bias)
+    def forward(self, input): return linear(input, self.weight, self.bias)
 
 
 # %% ../nbs/00_core.ipynb #8f3a5c58

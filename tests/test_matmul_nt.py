@@ -50,7 +50,7 @@ print('ROUTE', 'onednn' if {'aten::mkldnn_convolution', 'aten::convolution_backw
 
 @pytest.mark.skipif(not __import__('torch').backends.mkldnn.is_available(), reason='torch without oneDNN')
 @pytest.mark.parametrize('threads,rows,route', [(1, 4096, 'onednn'), (2, 4096, 'onednn'), (2, 4104, 'onednn'),
-                                                (1, 4104, 'blas')])
+                                                (1, 4104, 'blas'), (2, 328, 'onednn'), (2, 264, 'blas')])
 def test_linear_route(threads, rows, route):
     "core.Linear's forward and backward (gradients as nn.Linear's) go through oneDNN's convolution and its backward."
     env = dict(os.environ, PYTHONWARNINGS='ignore')
@@ -58,3 +58,13 @@ def test_linear_route(threads, rows, route):
                        text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert f'ROUTE {route}' in r.stdout, r.stdout[-1500:]
+
+
+def test_linear_compiles_whole():
+    "Under torch.compile, Linear is F.linear: no graph break (the oneDNN route's Python checks would break the graph)."
+    import torch
+    from ssl_learn.core import Linear
+    seq = torch.nn.Sequential(Linear(64, 64), torch.nn.GELU(), Linear(64, 64))
+    for rows in (32, 33):
+        ex = torch._dynamo.explain(seq)(torch.randn(rows, 64))
+        assert ex.graph_break_count == 0 and ex.graph_count == 1, ex.break_reasons
