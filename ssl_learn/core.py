@@ -225,24 +225,28 @@ def forward_precision(model:torch.nn.Module) -> str:
 def _onednn_images(M:int, K:int) -> int:
     """How many images to lay M rows of K channels out as, so that torch sends the 1×1 convolution to oneDNN: 16 where
     the rows divide, else one image, which torch sends to oneDNN only with more than one thread and more than 20,480
-    input values (below that, or at one thread, its own slower kernel: then 0, meaning use the BLAS)."""
+    input values (below that, or at one thread, its own slower kernel). 0: use the BLAS (that, or no oneDNN)."""
+    if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled): return 0
     if M % 16 == 0: return 16
     return 1 if torch.get_num_threads() > 1 and M * K > 20480 else 0
+
+def _conv_nt(a:torch.Tensor, b:torch.Tensor, bias:torch.Tensor|None, B:int) -> torch.Tensor:
+    "`a @ b.T (+ bias)` for `a` (M×K), `b` (N×K) as a 1×1 convolution over `B` channels-last images of M/B pixels."
+    (M, K), N = a.shape, b.shape[0]
+    x = a.contiguous().view(B, M // B, 1, K).permute(0, 3, 1, 2)     # B images, K channels, M/B×1 pixels, channels-last
+    y = torch.nn.functional.conv2d(x, b.reshape(N, K, 1, 1), bias)
+    return y.permute(0, 2, 3, 1).reshape(M, N)                       # channels-last out: a view, M×N row-major
 
 def matmul_nt(a:torch.Tensor, b:torch.Tensor) -> torch.Tensor:
     """`a @ b.T` for `a` (M×K) and `b` (N×K): on the CPU in float32 as a 1×1 convolution through oneDNN, which runs
     faster than the BLAS where MKL takes a slow path (AMD CPUs); elsewhere, or for other shapes and dtypes, `a @ b.T`.
     No autograd rule of its own: call it on tensors that do not need one (inside a custom backward)."""
     if (a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or a.device.type != 'cpu' or b.device.type != 'cpu'
-            or a.dtype != torch.float32 or b.dtype != torch.float32 or not a.numel() or not b.numel()
-            or not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)):
+            or a.dtype != torch.float32 or b.dtype != torch.float32 or not a.numel() or not b.numel()):
         return a @ b.t()
-    (M, K), N = a.shape, b.shape[0]
-    B = _onednn_images(M, K)
-    if not B: return a @ b.t()
-    x = a.contiguous().view(B, M // B, 1, K).permute(0, 3, 1, 2)     # B images, K channels, M/B×1 pixels, channels-last
-    y = torch.nn.functional.conv2d(x, b.contiguous().view(N, K, 1, 1))
-    return y.permute(0, 2, 3, 1).reshape(M, N)                       # channels-last out: a view, M×N row-major
+    B = _onednn_images(*a.shape)
+    return _conv_nt(a, b.contiguous(), None, B) if B else a @ b.t()
+
 
 # %% ../nbs/00_core.ipynb #8eef28a0
 def linear(x:torch.Tensor, weight:torch.Tensor, bias:torch.Tensor|None=None) -> torch.Tensor:
@@ -253,14 +257,12 @@ def linear(x:torch.Tensor, weight:torch.Tensor, bias:torch.Tensor|None=None) -> 
     if (torch.compiler.is_compiling() or x.device.type != 'cpu' or x.dtype != torch.float32
             or weight.dtype != torch.float32 or weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]
             or not x.numel() or not weight.numel()
-            or (bias is not None and bias.dtype != torch.float32) or torch.is_autocast_enabled('cpu')
-            or not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)):
+            or (bias is not None and bias.dtype != torch.float32) or torch.is_autocast_enabled('cpu')):
         return F.linear(x, weight, bias)
     (N, K), M = weight.shape, x.numel() // weight.shape[1]
     B = _onednn_images(M, K)
     if not B: return F.linear(x, weight, bias)
-    y = F.conv2d(x.reshape(B, M // B, 1, K).permute(0, 3, 1, 2), weight.reshape(N, K, 1, 1), bias)
-    return y.permute(0, 2, 3, 1).reshape(*x.shape[:-1], N)
+    return _conv_nt(x.reshape(M, K), weight, bias, B).view(*x.shape[:-1], N)
 
 class Linear(torch.nn.Linear):
     "`nn.Linear` computed by `linear` (oneDNN on the CPU in float32): the same parameters, state dict and init."
